@@ -1,0 +1,262 @@
+"""The schema of bot.toml and providers.toml, and loading them with located errors."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from polybot.errors import Problem, did_you_mean
+
+ProviderKind = Literal["openai", "anthropic", "gemini", "poe", "echo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    """One `[name]` table of providers.toml (or a built-in preset)."""
+
+    kind: ProviderKind
+    api_base: str | None = None
+    api_key_env: str | None = None
+    default_model: str | None = None
+    models: list[str] | None = None
+    api_version: str | None = None
+    headers: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+
+
+class Fallback(_Strict):
+    """One `[[fallback]]` entry: the next provider (and model) to try."""
+
+    provider: str
+    model: str | None = None
+
+
+class PoeConfig(_Strict):
+    """The `[poe]` table: Poe settings (SettingsResponse) and serving."""
+
+    access_key_env: str | None = None
+    introduction_message: str | None = None
+    allow_attachments: bool | None = None
+    enable_image_comprehension: bool | None = None
+    expand_text_attachments: bool | None = None
+    enforce_author_role_alternation: bool | None = None
+    server_bot_dependencies: dict[str, int] = {}
+    suggested_replies: bool | None = None
+
+
+class BotConfig(_Strict):
+    """A bot's bot.toml."""
+
+    provider: str
+    model: str | None = None
+    description: str = ""
+    version: str = "1.0.0"
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+    params: dict[str, Any] = {}
+    vars: dict[str, Any] = {}
+    fallback: list[Fallback] = []
+    poe: PoeConfig = PoeConfig()
+    controls: list[dict[str, Any]] = []
+
+
+def default_access_key_env(bot_name: str) -> str:
+    """`POE_ACCESS_KEY_<NAME>`: NAME upper-cased, non-alphanumerics replaced by `_`."""
+    return "POE_ACCESS_KEY_" + re.sub(r"[^A-Z0-9]", "_", bot_name.upper())
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)$")
+
+
+def parse_toml(text: str, rel_path: str) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Parse TOML text; a syntax error becomes one located problem."""
+    try:
+        return tomllib.loads(text), []
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POSITION.search(message)
+        line = int(match.group(1)) if match else None
+        message = _TOML_POSITION.sub("", message).replace(" (at end of document)", "")
+        return None, [Problem(rel_path, line, f"TOML syntax error: {message}")]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_model(
+    model: type[M], data: dict[str, Any], text: str, rel_path: str, prefix: tuple[str | int, ...] = ()
+) -> tuple[M | None, list[Problem]]:
+    """Validate TOML data against a model, turning every pydantic error into a located problem."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        problems = [_problem(model, err, text, rel_path, prefix) for err in exc.errors()]
+        return None, sorted(set(problems), key=lambda p: (p.line or 0, p.message))
+
+
+@cache
+def builtin_presets() -> dict[str, ProviderConfig]:
+    """The presets shipped in polybot/presets.toml."""
+    text = resources.files("polybot").joinpath("presets.toml").read_text("utf-8")
+    return {name: ProviderConfig.model_validate(table) for name, table in tomllib.loads(text).items()}
+
+
+def load_providers(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]]:
+    """Built-in presets overlaid with the project's providers.toml (if any)."""
+    providers = dict(builtin_presets())
+    path = root / "providers.toml"
+    if not path.is_file():
+        return providers, []
+    text = path.read_text("utf-8")
+    data, problems = parse_toml(text, "providers.toml")
+    if data is None:
+        return providers, problems
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            line = locate(text, (name,))
+            problems.append(
+                Problem("providers.toml", line, f"{name}: expected a table [{name}] but received {table!r}")
+            )
+            continue
+        config, found = validate_model(ProviderConfig, table, text, "providers.toml", (name,))
+        problems += found
+        if config is not None:
+            providers[name] = config
+    return providers, problems
+
+
+# --- turning pydantic errors into `path:line: message` ---------------------------------------
+
+_TYPE_NAMES = {
+    "float": "a number",
+    "int": "a whole number",
+    "string": "a string",
+    "bool": "true or false",
+    "dict": "a table",
+    "list": "an array",
+    "model": "a table",
+}
+
+
+def _problem(
+    model: type[BaseModel], err: Any, text: str, rel_path: str, prefix: tuple[str | int, ...]
+) -> Problem:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    kind: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    value = err.get("input")
+    name = _dotted(loc)
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        message = f"unknown key {key!r}{did_you_mean(key, _fields_at(model, loc[:-1]))}"
+        message = f"{_dotted(loc[:-1])}: {message}" if loc[:-1] else message
+    elif kind == "missing":
+        message = f"{name}: missing required key; add `{loc[-1]} = ...`"
+    elif kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        word = "at most" if kind == "less_than_equal" else "less than"
+        message = f"{name}: must be {word} {bound}, got {value!r}"
+    elif kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        word = "at least" if kind == "greater_than_equal" else "greater than"
+        message = f"{name}: must be {word} {bound}, got {value!r}"
+    elif kind == "literal_error":
+        hint = did_you_mean(str(value), re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        message = f"{name}: expected one of {ctx.get('expected')} but received {value!r}{hint}"
+    elif (base := kind.split("_")[0]) in _TYPE_NAMES and kind.endswith(("_type", "_parsing")):
+        message = f"{name}: expected {_TYPE_NAMES[base]} but received {value!r}"
+    else:
+        message = f"{name}: {err['msg']}"
+    line = locate(text, prefix + loc)
+    return Problem(rel_path, line, message)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """Field names of the (sub)model at `loc`, for did-you-mean suggestions."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", None)
+        current = args[0] if args else annotation
+    return list(getattr(current, "model_fields", {}))
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
+
+
+def _split_key(key: str) -> list[str]:
+    parts = re.findall(r""""([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+)""", key)
+    return [a or b or c for a, b, c in parts]
+
+
+def locate(text: str, loc: Sequence[str | int]) -> int | None:
+    """The 1-based line in TOML `text` that defines the key at `loc` (or its nearest parent).
+
+    tomllib keeps no positions, so this walks the lines tracking the current table.
+    """
+    want = [str(p) for p in loc]
+    table: list[str] = []
+    array_counts: dict[tuple[str, ...], int] = {}
+    best: tuple[int, int] | None = None  # (matched depth, line)
+    in_multiline = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            in_multiline = (raw.count('"""') + raw.count("'''")) % 2 == 0
+            continue
+        path: list[str] | None = None
+        if header := _HEADER.match(raw):
+            keys = _split_key(header.group(2))
+            if header.group(1) == "[[":
+                index = array_counts.get(tuple(keys), 0)
+                array_counts[tuple(keys)] = index + 1
+                table = [*keys, str(index)]
+            else:
+                table = keys
+            path = table
+        elif key := _KEY.match(raw):
+            path = table + _split_key(key.group(1))
+            in_multiline = (raw.count('"""') + raw.count("'''")) % 2 == 1
+        if path is None:
+            continue
+        depth = _common_prefix(path, want)
+        if depth == len(path) and (best is None or depth > best[0]):
+            best = (depth, number)
+            if depth == len(want):
+                break
+    return best[1] if best else None
+
+
+def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
