@@ -169,11 +169,11 @@ def _problem(
     elif kind in ("less_than_equal", "less_than"):
         bound = ctx.get("le", ctx.get("lt"))
         word = "at most" if kind == "less_than_equal" else "less than"
-        message = f"{name}: must be {word} {bound}, got {value!r}"
+        message = f"{name}: must be {word} {_num(bound)}, got {value!r}"
     elif kind in ("greater_than_equal", "greater_than"):
         bound = ctx.get("ge", ctx.get("gt"))
         word = "at least" if kind == "greater_than_equal" else "greater than"
-        message = f"{name}: must be {word} {bound}, got {value!r}"
+        message = f"{name}: must be {word} {_num(bound)}, got {value!r}"
     elif kind == "literal_error":
         hint = did_you_mean(str(value), re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         message = f"{name}: expected one of {ctx.get('expected')} but received {value!r}{hint}"
@@ -183,6 +183,10 @@ def _problem(
         message = f"{name}: {err['msg']}"
     line = locate(text, prefix + loc)
     return Problem(rel_path, line, message)
+
+
+def _num(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _dotted(loc: Sequence[str | int]) -> str:

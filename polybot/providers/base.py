@@ -41,6 +41,9 @@ class ChatRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: The calling bot's own Poe access key and its variable's name (the `poe` kind uses them).
+    poe_access_key: str | None = None
+    poe_access_key_env: str | None = None
 
 
 @dataclass(slots=True)

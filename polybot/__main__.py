@@ -1,0 +1,5 @@
+import sys
+
+from polybot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""The fastapi_poe PoeBot that runs one compiled bot: prompt -> hooks -> provider chain -> events."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastapi_poe as fp
+
+from polybot.controls import OVERRIDABLE, default_params, parameter_controls
+from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
+from polybot.hookloader import Hooks, hook_problem
+from polybot.manifest import BotSpec
+from polybot.prompts import PromptLibrary, render_problem
+from polybot.providers.base import ChatRequest, Message
+from polybot.reliability import Event, ProviderPool, Step, stream_chain
+
+
+@dataclass(slots=True)
+class Runtime:
+    """A compiled bot ready to answer: its spec plus the shared prompt library and providers.
+
+    Hooks' `respond(request, bot)` receives this as `bot`: `bot.spec`, `bot.provider()` (the
+    configured adapter) and `bot.complete(request)` (the normal reply path) are there to use.
+    """
+
+    spec: BotSpec
+    library: PromptLibrary
+    pool: ProviderPool
+    hooks: Hooks | None = None
+    root: Path = field(default_factory=Path.cwd)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    def provider(self) -> Any:
+        return self.pool.get(self.spec.provider)
+
+    async def complete(self, request: fp.QueryRequest) -> AsyncIterator[Event]:
+        """The reply a bot without `respond` gives: render, map, stream with failover."""
+        params = chosen_params(self.spec, request)
+        try:
+            system = self.render_prompt(request, params)
+            messages = self.messages_for(request)
+        except _HookOrTemplateError as exc:
+            yield fp.ErrorResponse(text=str(exc), allow_retry=False)
+            return
+        chain = [self._step(self.spec.provider, _override_model(self.spec, params), system, messages,
+                            params, primary=True)]
+        chain += [self._step(fb.provider, fb.model or "", system, messages, params, primary=False)
+                  for fb in self.spec.fallback]
+        async for event in stream_chain(self.spec.name, chain, self.pool):
+            yield event
+
+    def render_prompt(self, request: fp.QueryRequest, params: dict[str, Any]) -> str:
+        spec = self.spec
+        context = template_context(request, params)
+        if self.hooks is not None and self.hooks.context is not None:
+            context = {**self._call_hook("context", self.hooks.context, request), **context}
+        context["bot"] = {"name": spec.name, "description": spec.description, "version": spec.version,
+                          "provider": spec.provider, "model": spec.model}
+        context["vars"] = spec.vars
+        try:
+            prompt = self.library.render(spec.name, context)
+        except Exception as exc:  # noqa: BLE001 - reported located, never raw
+            raise _HookOrTemplateError(str(render_problem(exc, f"bots/{spec.name}/system.md.j2"))) from None
+        extra = poe_system_text(request.query)
+        return f"{prompt.rstrip()}\n\n{extra}" if extra else prompt
+
+    def messages_for(self, request: fp.QueryRequest) -> list[Message]:
+        provider = self.pool.get(self.spec.provider)
+        messages = to_messages(request.query, images=provider.supports_images,
+                               alternate=provider.requires_alternation)
+        if self.hooks is not None and self.hooks.messages is not None:
+            messages = list(self._call_hook("messages", self.hooks.messages, messages, request))
+        return messages
+
+    def _step(self, provider: str, model: str, system: str, messages: list[Message],
+              params: dict[str, Any], *, primary: bool) -> Step:
+        spec = self.spec
+        config = self.pool.configs[provider]
+        extra = {k: v for k, v in spec.params.items()} if primary else {}
+        temperature = params.get("temperature", spec.temperature)
+        max_tokens = params.get("max_tokens", spec.max_tokens)
+        return Step(provider, ChatRequest(
+            model=model or config.default_model or "",
+            system=system,
+            messages=tuple(messages),
+            temperature=float(temperature) if temperature is not None else None,
+            max_tokens=int(max_tokens) if max_tokens is not None else None,
+            params={**config.params, **extra},
+            poe_access_key=self.environ.get(spec.access_key_env) or None,
+            poe_access_key_env=spec.access_key_env,
+        ))
+
+    def _call_hook(self, name: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - user code; located, never a bare traceback
+            assert self.hooks is not None
+            path = self.root / self.hooks.rel_path
+            raise _HookOrTemplateError(str(hook_problem(exc, path, self.hooks.rel_path, f"{name}() failed"))) \
+                from None
+
+    async def respond(self, request: fp.QueryRequest) -> AsyncIterator[Event | fp.MetaResponse]:
+        """Every event of one reply. Never raises: failures become error events."""
+        spec = self.spec
+        if spec.poe.suggested_replies is not None:
+            yield fp.MetaResponse(text="", suggested_replies=spec.poe.suggested_replies)
+        if last_user_text(request).strip().lower() == "bot info":
+            yield fp.PartialResponse(text=json.dumps(spec.metadata(), indent=2))
+            return
+        source = self.complete(request)
+        if self.hooks is not None and self.hooks.respond is not None:
+            source = self._respond_hook(request)
+        async for event in source:
+            yield event
+
+    async def _respond_hook(self, request: fp.QueryRequest) -> AsyncIterator[Event]:
+        assert self.hooks is not None and self.hooks.respond is not None
+        try:
+            async for item in self.hooks.respond(request, self):
+                yield fp.PartialResponse(text=item) if isinstance(item, str) else item
+        except Exception as exc:  # noqa: BLE001 - user code; located, never a bare traceback
+            path = self.root / self.hooks.rel_path
+            problem = hook_problem(exc, path, self.hooks.rel_path, "respond() failed")
+            yield fp.ErrorResponse(text=str(problem), allow_retry=False)
+
+    def settings(self) -> fp.SettingsResponse:
+        poe = self.spec.poe
+        values = poe.model_dump(exclude={"access_key_env", "suggested_replies"}, exclude_none=True)
+        return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls))
+
+
+class _HookOrTemplateError(Exception):
+    """A located failure in a template or hook, already phrased for the user."""
+
+
+def chosen_params(spec: BotSpec, request: fp.QueryRequest) -> dict[str, Any]:
+    """Control defaults, overridden by what the user picked for the latest message."""
+    params = default_params(spec.controls)
+    for message in reversed(request.query):
+        if message.role == "user":
+            params.update(message.parameters)
+            break
+    return params
+
+
+def _override_model(spec: BotSpec, params: Mapping[str, Any]) -> str:
+    """A `model` control may pick among its own drop-down options, nothing else."""
+    picked = params.get("model")
+    if picked is None or "model" not in OVERRIDABLE:
+        return spec.model
+    for control in spec.controls:
+        if control.get("parameter_name") == "model":
+            allowed = {o.get("value") for o in control.get("options", [])}
+            if picked in allowed:
+                return str(picked)
+    return spec.model
+
+
+class PolyPoeBot(fp.PoeBot):
+    """A PoeBot whose runtime can be swapped while serving (dev reload)."""
+
+    should_insert_attachment_messages = False  # conversation.to_messages handles attachments
+
+    def __init__(self, runtime: Runtime, access_key: str | None) -> None:
+        self.runtime = runtime
+        self.path = f"/{runtime.spec.name}"
+        self.access_key = access_key
+        self.bot_name = None  # never let make_app sync settings to Poe at start-up
+
+    async def get_response_with_context(
+        self, request: fp.QueryRequest, context: fp.RequestContext
+    ) -> AsyncIterator[Any]:
+        async for event in self.runtime.respond(request):
+            yield event
+
+    async def get_settings(self, setting: fp.SettingsRequest) -> fp.SettingsResponse:
+        return self.runtime.settings()

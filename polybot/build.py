@@ -1,0 +1,308 @@
+"""discover -> validate -> render -> manifest. Collects every problem, fails once."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polybot.config import (
+    BotConfig,
+    ProviderConfig,
+    default_access_key_env,
+    load_providers,
+    locate,
+    parse_toml,
+    validate_model,
+)
+from polybot.controls import control_problems, default_params
+from polybot.errors import PolybotError, Problem, did_you_mean
+from polybot.hookloader import Hooks, hook_problem, load_hooks
+from polybot.manifest import BotSpec, Manifest, load_manifest
+from polybot.project import (
+    HOOKS_FILE,
+    PROMPT_FILE,
+    SHARED_DIR,
+    BotFolder,
+    find_bots,
+    name_problems,
+    read_templates,
+)
+from polybot.prompts import CONTEXT_NAMES, PromptLibrary, render_problem, sample_context
+from polybot.conversation import sample_request
+
+
+@dataclass(slots=True)
+class ProjectSources:
+    """What a build reads once for the whole project."""
+
+    root: Path
+    providers: dict[str, ProviderConfig]
+    problems: list[Problem]
+    shared: dict[str, str]
+    digest: str  # of providers.toml and bots/_shared/, which every bot depends on
+    bots: list[BotFolder]
+
+
+def read_project(root: Path) -> ProjectSources:
+    providers, problems = load_providers(root)
+    shared = read_templates(root / "bots" / SHARED_DIR)
+    providers_file = root / "providers.toml"
+    digest = _digest(
+        providers_file.read_text("utf-8") if providers_file.is_file() else "",
+        *(f"{k}\0{v}" for k, v in sorted(shared.items())),
+    )
+    return ProjectSources(root, providers, problems, shared, digest, find_bots(root))
+
+
+@dataclass(slots=True)
+class CompiledBot:
+    """The outcome of compiling one bot folder."""
+
+    name: str
+    spec: BotSpec | None = None
+    prompt: str | None = None  # None when reused unchanged from the previous build
+    hooks: Hooks | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def compile_bot(
+    project: ProjectSources,
+    folder: BotFolder,
+    library: PromptLibrary,
+    previous: BotSpec | None = None,
+) -> CompiledBot:
+    """Validate one bot and render its sample prompt; reuse `previous` when nothing changed."""
+    out = CompiledBot(folder.name)
+    toml_path = folder.path / "bot.toml"
+    rel_toml = f"{folder.rel}/bot.toml"
+    hooks_path = folder.path / HOOKS_FILE
+    try:
+        text = toml_path.read_text("utf-8")
+    except FileNotFoundError:
+        out.problems.append(Problem(rel_toml, None, "missing: every bot folder needs a bot.toml "
+                                    "(create one with `polybot new NAME`)"))
+        return out
+    except (OSError, UnicodeDecodeError) as exc:
+        out.problems.append(Problem(rel_toml, None, f"cannot read: {exc.__class__.__name__}"))
+        return out
+    templates = read_templates(folder.path)
+    hooks_source = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
+    digest = _digest(folder.name, text, hooks_source or "", project.digest,
+                     *(f"{k}\0{v}" for k, v in sorted(templates.items())))
+    if previous is not None and previous.hash == digest:
+        out.spec = previous
+        return out
+
+    data, problems = parse_toml(text, rel_toml)
+    config, found = validate_model(BotConfig, data, text, rel_toml) if data is not None else (None, [])
+    out.problems += problems + found
+
+    model = None
+    fallbacks = []
+    if config is not None:
+        model = _check_provider(project.providers, config.provider, config.model, text, rel_toml, (),
+                                out.problems)
+        for i, fb in enumerate(config.fallback):
+            fb_model = _check_provider(project.providers, fb.provider, fb.model, text, rel_toml,
+                                       ("fallback", i), out.problems)
+            fallbacks.append(fb.model_copy(update={"model": fb_model}))
+        out.problems += control_problems(config.controls, text, rel_toml)
+
+    if PROMPT_FILE not in templates:
+        out.problems.append(Problem(f"{folder.rel}/{PROMPT_FILE}", None,
+                                    "missing: every bot needs a system prompt template "
+                                    "(create it, even if it is one line)"))
+        return out
+    library.set_files(folder.name, templates)
+
+    extra: dict[str, Any] = {}
+    if hooks_source is not None:
+        rel_hooks = f"{folder.rel}/{HOOKS_FILE}"
+        try:
+            out.hooks = load_hooks(hooks_path, rel_hooks, folder.name)
+        except PolybotError as exc:
+            out.problems += [p for p in exc.problems if isinstance(p, Problem)]
+            return out
+        if out.hooks.context is not None:
+            try:
+                extra = dict(out.hooks.context(sample_request()))
+            except Exception as exc:  # noqa: BLE001 - user code; report where it failed
+                out.problems.append(hook_problem(exc, hooks_path, rel_hooks, "context() failed"))
+                return out
+
+    out.problems += library.check(folder.name, CONTEXT_NAMES | frozenset(extra))
+    if out.problems or config is None or model is None:
+        return out
+
+    bot_meta = {"name": folder.name, "description": config.description, "version": config.version,
+                "provider": config.provider, "model": model}
+    try:
+        out.prompt = library.render(folder.name, sample_context(bot_meta, config.vars,
+                                                                default_params(config.controls), extra))
+    except Exception as exc:  # noqa: BLE001 - any template failure is reported, located
+        out.problems.append(render_problem(exc, f"{folder.rel}/{PROMPT_FILE}"))
+        return out
+
+    out.spec = BotSpec(
+        name=folder.name,
+        description=config.description,
+        version=config.version,
+        provider=config.provider,
+        model=model,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        params=config.params,
+        vars=config.vars,
+        fallback=fallbacks,
+        poe=config.poe,
+        access_key_env=config.poe.access_key_env or default_access_key_env(folder.name),
+        controls=config.controls,
+        templates=templates,
+        hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
+        hash=digest,
+    )
+    return out
+
+
+def _check_provider(
+    providers: dict[str, ProviderConfig],
+    name: str,
+    model: str | None,
+    text: str,
+    rel: str,
+    prefix: tuple[str | int, ...],
+    problems: list[Problem],
+) -> str | None:
+    """The resolved model for `name`, or None after appending a located problem."""
+    label = "provider" if not prefix else f"fallback[{prefix[1]}].provider"
+    provider = providers.get(name)
+    if provider is None:
+        problems.append(Problem(rel, locate(text, (*prefix, "provider")),
+                                f"{label}: unknown provider {name!r}{did_you_mean(name, providers)}; "
+                                "define it in providers.toml or use a built-in one "
+                                f"({', '.join(sorted(providers))})"))
+        return None
+    resolved = model or provider.default_model
+    label = label.replace("provider", "model")
+    if resolved is None:
+        problems.append(Problem(rel, locate(text, (*prefix, "provider")),
+                                f"{label}: provider {name!r} has no default_model; set `model`"))
+        return None
+    if provider.models is not None and resolved not in provider.models:
+        problems.append(Problem(rel, locate(text, (*prefix, "model")),
+                                f"{label}: unknown model {resolved!r} for provider {name!r}"
+                                f"{did_you_mean(resolved, provider.models)}; it offers "
+                                f"{', '.join(provider.models)}"))
+        return None
+    return resolved
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0\1")
+    return h.hexdigest()[:16]
+
+
+# --- the whole project ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BuildResult:
+    manifest: Manifest
+    outputs: dict[str, bytes]  # relative to the output folder; only what was (re)rendered
+    rendered: int  # bots re-rendered this time
+
+
+def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult:
+    """Compile every bot; raise one PolybotError with every problem found."""
+    project = read_project(root)
+    library = PromptLibrary()
+    library.set_files(SHARED_DIR, project.shared)
+    problems = list(project.problems) + name_problems(project.bots)
+    specs: dict[str, BotSpec] = {}
+    outputs: dict[str, bytes] = {}
+    rendered = 0
+    old = previous.bots if previous is not None else {}
+    for folder in project.bots:
+        compiled = compile_bot(project, folder, library, old.get(folder.name))
+        problems += compiled.problems
+        if compiled.spec is not None:
+            specs[folder.name] = compiled.spec
+        if compiled.prompt is not None:
+            outputs[f"prompts/{folder.name}.md"] = compiled.prompt.encode()
+            rendered += 1
+    if problems:
+        raise PolybotError(sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message)))
+    used = {name for spec in specs.values() for name in (spec.provider, *(f.provider for f in spec.fallback))}
+    manifest = Manifest(
+        providers={name: project.providers[name] for name in sorted(used)},
+        shared_templates=project.shared,
+        bots=specs,
+    )
+    outputs["manifest.json"] = manifest.dumps()
+    return BuildResult(manifest, outputs, rendered)
+
+
+def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
+    """`polybot build`: write out/manifest.json and out/prompts/*.md (only what changed).
+
+    With `check`, render everything afresh and fail if out/ differs (a stale, unreviewed build).
+    """
+    previous = None
+    if not check and (out / "manifest.json").is_file():
+        try:
+            previous = load_manifest(out / "manifest.json")
+        except PolybotError:
+            previous = None  # unreadable: rebuild everything
+    result = compile_project(root, previous)
+    expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {"manifest.json"}
+    existing = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} if out.is_dir() else set()
+    # A reused bot whose prompt file vanished must be rendered again.
+    missing = {name for name in result.manifest.bots if f"prompts/{name}.md" not in existing
+               and f"prompts/{name}.md" not in result.outputs}
+    if missing and not check:
+        reduced = result.manifest.model_copy(update={"bots": {
+            k: v for k, v in result.manifest.bots.items() if k not in missing}})
+        result = compile_project(root, reduced)
+    rel_out = _display(out, root)
+    if check:
+        stale = [name for name, data in sorted(result.outputs.items())
+                 if not (out / name).is_file() or (out / name).read_bytes() != data]
+        stale += sorted(p for p in existing - expected if p.startswith("prompts/") or p == "manifest.json")
+        if stale:
+            raise PolybotError([f"{rel_out}/{name}: stale; run `polybot build` and commit {rel_out}/"
+                                for name in stale])
+        return result
+    for name, data in result.outputs.items():
+        path = out / name
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    for name in existing - expected:
+        if name.startswith("prompts/"):
+            (out / name).unlink()
+    return result
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def cmd_build(args: Any) -> int:
+    root: Path = args.project
+    out: Path = (args.out if args.out is not None else root / "build").resolve()
+    result = build(root, out, check=args.check)
+    n = len(result.manifest.bots)
+    rel = _display(out, root)
+    if args.check:
+        print(f"{rel}/ is up to date ({n} bots)")
+    else:
+        print(f"built {n} bots into {rel}/ ({result.rendered} rendered, {n - result.rendered} unchanged)")
+    return 0

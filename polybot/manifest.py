@@ -1,0 +1,75 @@
+"""The compiled form of a project: everything `serve` needs, as deterministic JSON, no secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from polybot import __version__
+from polybot.config import Fallback, PoeConfig, ProviderConfig
+from polybot.errors import PolybotError, Problem
+
+FORMAT = 1
+
+
+class BotSpec(BaseModel):
+    """One compiled bot: its bot.toml resolved against its providers, plus its template sources."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    version: str
+    provider: str
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    params: dict[str, Any]
+    vars: dict[str, Any]
+    fallback: list[Fallback]
+    poe: PoeConfig
+    access_key_env: str
+    controls: list[dict[str, Any]]
+    templates: dict[str, str]
+    hooks: str | None  # path of hooks.py relative to the project root
+    hash: str  # of every input; an unchanged hash means an unchanged bot
+
+    def metadata(self) -> dict[str, str]:
+        """What `bot info` shows: no secrets, nothing internal."""
+        return {"name": self.name, "version": self.version, "description": self.description,
+                "provider": self.provider, "model": self.model}
+
+
+class Manifest(BaseModel):
+    """build/manifest.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = FORMAT
+    polybot: str = __version__
+    providers: dict[str, ProviderConfig]
+    shared_templates: dict[str, str]
+    bots: dict[str, BotSpec]
+
+    def dumps(self) -> bytes:
+        """Byte-identical for identical content."""
+        data = self.model_dump(mode="json")
+        return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def load_manifest(path: Path, rel: str = "build/manifest.json") -> Manifest:
+    """Read a manifest; a missing or broken one is a located PolybotError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PolybotError([Problem(rel, None, "not found; run `polybot build` first")]) from None
+    try:
+        return Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PolybotError([Problem(rel, None, f"invalid manifest ({where}: {first['msg']}); "
+                                    "rebuild it with `polybot build`")]) from None

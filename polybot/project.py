@@ -1,0 +1,64 @@
+"""Finding a project's bots and their files on disk."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from polybot.errors import Problem
+
+#: Poe's rule for bot names: 4-20 letters, digits, '-', '_' or '.'.
+NAME_RULE = re.compile(r"^[A-Za-z0-9_.-]{4,20}$")
+PROMPT_FILE = "system.md.j2"
+HOOKS_FILE = "hooks.py"
+SHARED_DIR = "_shared"
+
+
+@dataclass(frozen=True, slots=True)
+class BotFolder:
+    """A `bots/<Name>/` folder."""
+
+    name: str
+    path: Path
+
+    @property
+    def rel(self) -> str:
+        return f"bots/{self.name}"
+
+
+def find_bots(root: Path) -> list[BotFolder]:
+    """Every bot folder, sorted by name; folders starting with `_` or `.` are not bots."""
+    bots_dir = root / "bots"
+    if not bots_dir.is_dir():
+        return []
+    return sorted(
+        (BotFolder(p.name, p) for p in bots_dir.iterdir() if p.is_dir() and p.name[0] not in "_."),
+        key=lambda b: b.name,
+    )
+
+
+def read_templates(folder: Path) -> dict[str, str]:
+    """Every `*.j2` file under `folder`, keyed by its path relative to it (posix)."""
+    if not folder.is_dir():
+        return {}
+    return {
+        p.relative_to(folder).as_posix(): p.read_text("utf-8")
+        for p in sorted(folder.rglob("*.j2"))
+        if p.is_file()
+    }
+
+
+def name_problems(bots: list[BotFolder]) -> list[Problem]:
+    """Invalid names, and names that collide case-insensitively."""
+    problems = []
+    seen: dict[str, str] = {}
+    for bot in bots:
+        if not NAME_RULE.match(bot.name):
+            problems.append(Problem(bot.rel, None, f"invalid bot name {bot.name!r}: Poe bot names are "
+                                    "4-20 characters of letters, digits, '-', '_' or '.'; rename the folder"))
+        other = seen.setdefault(bot.name.lower(), bot.name)
+        if other != bot.name:
+            problems.append(Problem(bot.rel, None, f"duplicate bot name: {bot.name!r} and {other!r} differ "
+                                    "only in case; Poe names are case-insensitive, rename one folder"))
+    return problems
