@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from polybot.manifest import BotSpec
 from polybot.prompts import PromptLibrary, render_problem
 from polybot.providers.base import ChatRequest, Message
 from polybot.reliability import Event, ProviderPool, Step, stream_chain
+
+log = logging.getLogger("polybot")
 
 
 @dataclass(slots=True)
@@ -46,6 +49,10 @@ class Runtime:
             messages = self.messages_for(request)
         except _HookOrTemplateError as exc:
             yield fp.ErrorResponse(text=str(exc), allow_retry=False)
+            return
+        except ImportError as exc:
+            yield fp.ErrorResponse(text=f"provider {self.spec.provider!r} cannot load its SDK ({exc.name}); "
+                                   "reinstall polybot", allow_retry=False)
             return
         chain = [self._step(self.spec.provider, _override_model(self.spec, params), system, messages,
                             params, primary=True)]
@@ -115,8 +122,13 @@ class Runtime:
         source = self.complete(request)
         if self.hooks is not None and self.hooks.respond is not None:
             source = self._respond_hook(request)
-        async for event in source:
-            yield event
+        try:
+            async for event in source:
+                yield event
+        except Exception as exc:  # noqa: BLE001 - last line of defence: Poe gets an event, not repr(e)
+            log.exception("bot %s failed", spec.name)
+            yield fp.ErrorResponse(text=f"{spec.name} hit an internal error ({type(exc).__name__}); "
+                                   "the server log has details", allow_retry=True)
 
     async def _respond_hook(self, request: fp.QueryRequest) -> AsyncIterator[Event]:
         assert self.hooks is not None and self.hooks.respond is not None
@@ -164,13 +176,11 @@ def _override_model(spec: BotSpec, params: Mapping[str, Any]) -> str:
 class PolyPoeBot(fp.PoeBot):
     """A PoeBot whose runtime can be swapped while serving (dev reload)."""
 
-    should_insert_attachment_messages = False  # conversation.to_messages handles attachments
-
     def __init__(self, runtime: Runtime, access_key: str | None) -> None:
+        # bot_name=None: make_app must never sync settings to Poe at start-up.
+        super().__init__(path=f"/{runtime.spec.name}", access_key=access_key, bot_name=None,
+                         should_insert_attachment_messages=False)
         self.runtime = runtime
-        self.path = f"/{runtime.spec.name}"
-        self.access_key = access_key
-        self.bot_name = None  # never let make_app sync settings to Poe at start-up
 
     async def get_response_with_context(
         self, request: fp.QueryRequest, context: fp.RequestContext

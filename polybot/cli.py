@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - users get one line; POLYBOT_DEBUG=1 shows the traceback
+        if os.environ.get("POLYBOT_DEBUG"):
+            raise
+        print(f"polybot: internal error: {type(exc).__name__}: {exc} (set POLYBOT_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 2
     return code or 0
 
 

@@ -45,7 +45,7 @@ class BotServer:
         key = self.environ.get(runtime.spec.access_key_env) or None
         if name in self.bots:
             self.bots[name].runtime = runtime
-            self.bots[name].access_key = key if self.require_keys or key else None
+            self.bots[name].access_key = key
             return
         bot = PolyPoeBot(runtime, key)
         # make_app logs a multi-line warning per bot without a bot_name; we never sync at start-up.

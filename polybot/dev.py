@@ -1,0 +1,190 @@
+"""`polybot dev`: serve from source, rebuild what changed, swap it in, keep the last good bot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polybot.bot import Runtime
+from polybot.build import ProjectSources, compile_bot, read_project
+from polybot.errors import Problem
+from polybot.project import SHARED_DIR, name_problems
+from polybot.prompts import PromptLibrary
+from polybot.reliability import ProviderPool
+
+
+@dataclass
+class Refresh:
+    """What one refresh changed."""
+
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # broken now, last good version still served
+
+
+class Workspace:
+    """Compiled bots from source, recompiled incrementally; a failed bot keeps its last good runtime."""
+
+    def __init__(self, root: Path, on_put: Callable[[Runtime], None] | None = None,
+                 on_remove: Callable[[str], None] | None = None) -> None:
+        self.root = root
+        self.library = PromptLibrary()
+        self.pool = ProviderPool({})
+        self.runtimes: dict[str, Runtime] = {}
+        self.hashes: dict[str, str] = {}  # input hash of each bot's last compile attempt
+        self.digest: str | None = None  # of providers.toml + bots/_shared at the last good refresh
+        self.on_put = on_put or (lambda runtime: None)
+        self.on_remove = on_remove or (lambda name: None)
+
+    def refresh(self) -> Refresh:
+        """Recompile every bot whose inputs changed since the last refresh and swap it in."""
+        result = Refresh()
+        project = read_project(self.root)
+        result.problems += project.problems + name_problems(project.bots)
+        present = {b.name for b in project.bots}
+        for name in sorted(set(self.runtimes) - present):
+            del self.runtimes[name]
+            self.hashes.pop(name, None)
+            self.library.remove(name)
+            self.on_remove(name)
+            result.removed.append(name)
+        global_change = project.digest != self.digest
+        if project.problems:
+            # A broken providers.toml changes nothing: keep serving what we have.
+            result.kept += [b.name for b in project.bots if b.name in self.runtimes]
+            return result
+        staged: list[tuple[Runtime, str]] = []
+        for folder in project.bots:
+            scratch = PromptLibrary()
+            scratch.set_files(SHARED_DIR, project.shared)
+            previous = self.runtimes.get(folder.name)
+            compiled = compile_bot(project, folder, scratch,
+                                   previous.spec if previous is not None and not global_change else None)
+            if compiled.spec is not None and previous is not None and compiled.spec is previous.spec:
+                continue  # unchanged
+            if compiled.problems or compiled.spec is None:
+                result.problems += compiled.problems
+                if previous is not None:
+                    result.kept.append(folder.name)
+                continue
+            staged.append((Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root),
+                           compiled.spec.hash))
+        if global_change:
+            self._adopt(project)
+        for runtime, digest in staged:
+            name = runtime.spec.name
+            self.library.set_files(name, runtime.spec.templates)
+            self.runtimes[name] = runtime
+            self.hashes[name] = digest
+            self.on_put(runtime)
+            result.updated.append(name)
+        return result
+
+    def _adopt(self, project: ProjectSources) -> None:
+        self.library.set_files(SHARED_DIR, project.shared)
+        self.pool.update(project.providers)
+        self.digest = project.digest
+
+
+def load_dotenv(root: Path) -> None:
+    """Read `.env` in the project root into the environment (existing variables win)."""
+    path = root / ".env"
+    if path.is_file():
+        from dotenv import load_dotenv as _load
+
+        _load(path, override=False)
+
+
+def report(result: Refresh, out: Any = None) -> None:
+    out = out or sys.stderr
+    for problem in sorted(set(result.problems), key=lambda p: (p.path, p.line or 0)):
+        print(str(problem), file=out)
+    for name in result.kept:
+        print(f"polybot dev: {name} has errors; still serving its last good version", file=out)
+    if result.updated:
+        print(f"polybot dev: reloaded {', '.join(result.updated)}", file=out)
+    if result.removed:
+        print(f"polybot dev: removed {', '.join(result.removed)}", file=out)
+    out.flush()
+
+
+def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
+    bots = str(root / "bots")
+    top = {str(root / "providers.toml"), str(root / ".env")}
+
+    def keep(change: Any, path: str) -> bool:
+        return path in top or path.startswith(bots + os.sep) or path == bots
+
+    return keep
+
+
+async def watch(workspace: Workspace, stop: asyncio.Event) -> None:
+    """Refresh on every change to bots/ or providers.toml until `stop` is set."""
+    from watchfiles import awatch
+
+    root = workspace.root
+    keep = _watch_filter(root)
+    # Two watchers: bots/ recursively, the project root only at its top (not .venv/, .git/).
+    queue: asyncio.Queue[None] = asyncio.Queue()
+
+    (root / "bots").mkdir(exist_ok=True)
+
+    async def pump(path: Path, recursive: bool) -> None:
+        async for _ in awatch(path, watch_filter=keep, recursive=recursive, stop_event=stop,
+                              debounce=400, step=20, rust_timeout=200):
+            queue.put_nowait(None)
+
+    tasks = [asyncio.create_task(pump(root / "bots", True)), asyncio.create_task(pump(root, False))]
+    try:
+        while not stop.is_set():
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            while not queue.empty():
+                queue.get_nowait()
+            load_dotenv(root)
+            report(workspace.refresh())
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def cmd_dev(args: Any) -> int:
+    import uvicorn
+
+    from polybot.server import BotServer
+
+    root: Path = args.project
+    load_dotenv(root)
+    server = BotServer(require_keys=False)
+    workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
+    first = workspace.refresh()
+    report(Refresh(problems=first.problems, kept=first.kept))
+    base = f"http://{args.host}:{args.port}"
+    print(f"polybot dev: serving {len(workspace.runtimes)} bots, watching bots/ and providers.toml",
+          file=sys.stderr)
+    for name in sorted(workspace.runtimes):
+        print(f"  {base}/{name}", file=sys.stderr)
+
+    async def main() -> None:
+        config = uvicorn.Config(server.app, host=args.host, port=args.port, log_level="warning")
+        web = uvicorn.Server(config)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch(workspace, stop))
+        try:
+            await web.serve()
+        finally:
+            stop.set()
+            watcher.cancel()
+            await workspace.pool.aclose()
+
+    asyncio.run(main())
+    return 0
