@@ -10,4 +10,4 @@ from polybot.server import create_app
 
 _root = Path(os.environ.get("POLYBOT_PROJECT", ".")).resolve()
 app = create_app(load_manifest(_root / "build" / "manifest.json"), _root,
-                 require_keys=os.environ.get("POLYBOT_ALLOW_WITHOUT_KEY", "") not in ("1", "true")).app
+                 allow_without_key=os.environ.get("POLYBOT_ALLOW_WITHOUT_KEY", "") in ("1", "true")).app

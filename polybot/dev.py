@@ -164,7 +164,7 @@ def cmd_dev(args: Any) -> int:
 
     root: Path = args.project
     load_dotenv(root)
-    server = BotServer(require_keys=False)
+    server = BotServer()
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
     first = workspace.refresh()
     report(Refresh(problems=first.problems, kept=first.kept))

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from polybot.errors import PolybotError
 from polybot.manifest import load_manifest
 from polybot.server import create_app
 
@@ -17,13 +16,7 @@ def cmd_serve(args: Any) -> int:
 
     root: Path = args.project
     manifest = load_manifest(root / "build" / "manifest.json")
-    server = create_app(manifest, root, require_keys=not args.allow_without_key)
-    missing = server.missing_keys()
-    if missing and not args.allow_without_key:
-        raise PolybotError([f"{var} is not set (the Poe access key of "
-                            f"{', '.join(b for b, s in sorted(server.bots.items()) if s.runtime.spec.access_key_env == var)}): "
-                            "export it, or pass --allow-without-key to serve without checking keys"
-                            for var in missing])
+    server = create_app(manifest, root, allow_without_key=args.allow_without_key)
     print(f"polybot serve: {len(server.bots)} bots on http://{args.host}:{args.port}/<Name>", file=sys.stderr)
     if args.workers > 1:
         # Each worker process imports polybot.asgi, which builds the same app from the manifest.

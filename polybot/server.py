@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polybot.bot import PolyPoeBot, Runtime
+from polybot.errors import PolybotError
 from polybot.hookloader import load_hooks
 from polybot.manifest import Manifest
 from polybot.project import SHARED_DIR
@@ -27,8 +28,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 class BotServer:
     """Holds the app and its bots; `put` and `remove` change what is served without a restart."""
 
-    def __init__(self, *, require_keys: bool, environ: Mapping[str, str] | None = None) -> None:
-        self.require_keys = require_keys
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
         self.bots: dict[str, PolyPoeBot] = {}
         self.app = FastAPI(title="polybot", docs_url=None, redoc_url=None, openapi_url=None)
@@ -53,7 +53,8 @@ class BotServer:
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            fp.make_app([bot], allow_without_key=not self.require_keys, app=self.app)
+            # A bot whose key is unset answers anyone: `serve` refuses that unless told otherwise.
+            fp.make_app([bot], allow_without_key=True, app=self.app)
         finally:
             quiet.setLevel(level)
         self.bots[name] = bot
@@ -83,12 +84,19 @@ def runtimes_from_manifest(manifest: Manifest, root: Path,
     return runtimes
 
 
-def create_app(manifest: Manifest, root: Path, *, require_keys: bool = True,
+def create_app(manifest: Manifest, root: Path, *, allow_without_key: bool = False,
                environ: Mapping[str, str] | None = None) -> BotServer:
-    """A server for every bot in `manifest`."""
-    server = BotServer(require_keys=require_keys, environ=environ)
+    """A server for every bot in `manifest`; refuses bots without access keys unless allowed."""
+    server = BotServer(environ)
     for runtime in runtimes_from_manifest(manifest, root, environ):
         server.put(runtime)
+    missing = server.missing_keys()
+    if missing and not allow_without_key:
+        raise PolybotError([
+            f"{var} is not set (the Poe access key of "
+            f"{', '.join(n for n, b in sorted(server.bots.items()) if b.runtime.spec.access_key_env == var)}): "
+            "export it, or pass --allow-without-key to serve without checking keys"
+            for var in missing])
     return server
 
 
