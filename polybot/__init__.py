@@ -1,7 +1,51 @@
-"""polybot: a folder of plain files -> a fleet of Poe server bots backed by any LLM provider."""
+"""polybot: a folder of plain files -> a fleet of Poe server bots backed by any LLM provider.
+
+The public API for hooks.py and outside adapters. Names resolve lazily so that `polybot --help`
+and a hooks.py that imports one name don't pay for the rest.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "ChatRequest",
+    "Image",
+    "Message",
+    "PolybotError",
+    "Problem",
+    "Provider",
+    "ProviderError",
+    "Runtime",
+    "Usage",
+    "__version__",
+    "register_kind",
+]
+
+_WHERE = {
+    "ChatRequest": "polybot.providers.base",
+    "Image": "polybot.providers.base",
+    "Message": "polybot.providers.base",
+    "Provider": "polybot.providers.base",
+    "ProviderError": "polybot.providers.base",
+    "Usage": "polybot.providers.base",
+    "register_kind": "polybot.providers",
+    "PolybotError": "polybot.errors",
+    "Problem": "polybot.errors",
+    "Runtime": "polybot.bot",
+}
+
+if TYPE_CHECKING:
+    from polybot.bot import Runtime
+    from polybot.errors import PolybotError, Problem
+    from polybot.providers import register_kind
+    from polybot.providers.base import ChatRequest, Image, Message, Provider, ProviderError, Usage
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'polybot' has no attribute {name!r}")
