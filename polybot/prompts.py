@@ -6,12 +6,15 @@ an include from a bot's template looks in the bot's folder first, then in `bots/
 
 from __future__ import annotations
 
+import threading
+import time
 import traceback
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from polybot.errors import Problem
@@ -29,7 +32,21 @@ SAMPLE_CONVERSATION_ID = "sample-conversation"
 SAMPLE_MESSAGES = ({"role": "user", "content": "Hello!"},)
 
 
+#: Limits on one render, so a template cannot stall the event loop or exhaust memory.
+MAX_RENDER_SECONDS = 1.0
+MAX_PROMPT_CHARS = 1_000_000
+MAX_LOOP_ITEMS = 100_000  # range() elements per render, all loops together
+MAX_REPEAT = 100_000  # "x" * n and [..] * n
+MAX_EXPONENT = 100
+
+
+class _Budget(threading.local):
+    range_left = MAX_LOOP_ITEMS
+
+
 class _Environment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
     def __init__(self, library: PromptLibrary) -> None:
         super().__init__(
             loader=None,
@@ -39,6 +56,24 @@ class _Environment(SandboxedEnvironment):
             auto_reload=True,
         )
         self.library = library
+        self.budget = _Budget()
+        self.globals["range"] = self._range
+
+    def _range(self, *args: int) -> range:
+        items = range(*args)
+        self.budget.range_left -= len(items)
+        if self.budget.range_left < 0:
+            raise SecurityError(f"template loops over more than {MAX_LOOP_ITEMS} range() items")
+        return items
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right!r} is too large for a template")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise SecurityError(f"repeating a sequence {n} times is too large for a template")
+        return super().call_binop(context, operator, left, right)
 
     def join_path(self, template: str, parent: str) -> str:
         folder = parent.split("/", 1)[0]
@@ -65,8 +100,20 @@ class PromptLibrary:
             del self.sources[name]
 
     def render(self, bot: str, context: Mapping[str, Any]) -> str:
-        """Render `bot`'s system prompt with `context`."""
-        return self.env.get_template(f"{bot}/{PROMPT_FILE}").render(context)
+        """Render `bot`'s system prompt with `context`, within the time, size and loop limits."""
+        template = self.env.get_template(f"{bot}/{PROMPT_FILE}")
+        self.env.budget.range_left = MAX_LOOP_ITEMS
+        deadline = time.monotonic() + MAX_RENDER_SECONDS
+        parts: list[str] = []
+        size = 0
+        for part in template.generate(context):
+            parts.append(part)
+            size += len(part)
+            if size > MAX_PROMPT_CHARS:
+                raise SecurityError(f"the rendered prompt is longer than {MAX_PROMPT_CHARS} characters")
+            if time.monotonic() > deadline:
+                raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g}s")
+        return "".join(parts)
 
     # --- build-time checks -------------------------------------------------------------------
 
