@@ -46,7 +46,10 @@ class Workspace:
         """Recompile every bot whose inputs changed since the last refresh and swap it in."""
         result = Refresh()
         project = read_project(self.root)
-        result.problems += project.problems + name_problems(project.bots)
+        bad_names = name_problems(project.bots)
+        result.problems += project.problems + bad_names
+        invalid = {p.path.removeprefix("bots/") for p in bad_names}
+        project.bots = [b for b in project.bots if b.name not in invalid]
         present = {b.name for b in project.bots}
         for name in sorted(set(self.runtimes) - present):
             del self.runtimes[name]
