@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polybot.errors import Problem, did_you_mean
 
-ProviderKind = Literal["openai", "anthropic", "gemini", "poe", "echo"]
 
 
 class _Strict(BaseModel):
@@ -24,7 +23,7 @@ class _Strict(BaseModel):
 class ProviderConfig(_Strict):
     """One `[name]` table of providers.toml (or a built-in preset)."""
 
-    kind: ProviderKind
+    kind: str
     api_base: str | None = None
     api_key_env: str | None = None
     default_model: str | None = None
@@ -34,6 +33,17 @@ class ProviderConfig(_Strict):
     params: dict[str, Any] = {}
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from polybot.providers import known_kinds  # the registry imports this module
+
+        kinds = known_kinds()
+        if kind not in kinds:
+            raise ValueError(f"unknown kind {kind!r}{did_you_mean(kind, kinds)}; "
+                             f"expected one of {', '.join(kinds)}")
+        return kind
 
 
 class Fallback(_Strict):
@@ -179,6 +189,8 @@ def _problem(
         message = f"{name}: expected one of {ctx.get('expected')} but received {value!r}{hint}"
     elif (base := kind.split("_")[0]) in _TYPE_NAMES and kind.endswith(("_type", "_parsing")):
         message = f"{name}: expected {_TYPE_NAMES[base]} but received {value!r}"
+    elif kind == "value_error":
+        message = f"{name}: {err['msg'].removeprefix('Value error, ')}"
     else:
         message = f"{name}: {err['msg']}"
     line = locate(text, prefix + loc)

@@ -151,7 +151,7 @@ async def _bounded(stream: AsyncIterator[str], config: ProviderConfig) -> AsyncI
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                if limit < gap:
+                if time.monotonic() >= deadline:
                     raise TimeoutError(f"did not finish within {config.timeout:g}s") from None
                 what = "sent no first token" if first else "stalled mid-reply"
                 raise TimeoutError(f"{what} for {gap:g}s") from None

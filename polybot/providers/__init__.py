@@ -9,7 +9,7 @@ from polybot.config import ProviderConfig
 from polybot.providers.base import ChatRequest, Image, Message, Provider, ProviderError, Usage
 
 __all__ = ["ChatRequest", "Image", "Message", "Provider", "ProviderError", "Usage", "create_provider",
-           "register_kind"]
+           "known_kinds", "register_kind"]
 
 ProviderFactory = Callable[[str, ProviderConfig], Provider]
 
@@ -26,6 +26,11 @@ _KINDS: dict[str, str | ProviderFactory] = {
 def register_kind(kind: str, factory: str | ProviderFactory) -> None:
     """Register an adapter for `kind`: a factory, or a lazy "module:Class" reference."""
     _KINDS[kind] = factory
+
+
+def known_kinds() -> list[str]:
+    """Every registered adapter kind, built-in or outside."""
+    return sorted(_KINDS)
 
 
 def create_provider(name: str, config: ProviderConfig) -> Provider:
