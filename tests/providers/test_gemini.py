@@ -1,0 +1,36 @@
+"""What the Gemini adapter sends through google-genai: the streamGenerateContent request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.fakes.gemini_wire import FakeGemini
+from tests.providers.conftest import Harness, Kind, chat, collect, make_harness
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    for harness in make_harness(Kind("gemini", FakeGemini, "")):
+        yield harness
+        for p in harness.created:
+            await p.aclose()
+
+
+async def test_request_mapping(h: Harness) -> None:
+    p = h.provider(headers={"X-Team": "bots"}, api_version="v1alpha")
+    await collect(p, chat(temperature=0.3, max_tokens=50, stop=("END",), params={"top_k": 5}))
+    sent = h.fake.requests[-1]
+    assert sent.path == "/v1alpha/models/model-x:streamGenerateContent"
+    assert sent.json["systemInstruction"]["parts"] == [{"text": "Be brief."}]
+    assert sent.json["contents"] == [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {"role": "model", "parts": [{"text": "hello"}]},
+        {"role": "user", "parts": [{"text": "look"},
+                                   # the SDK writes these two keys in snake_case; the API accepts both
+                                   {"fileData": {"file_uri": "https://x/cat.png", "mime_type": "image/png"}}]},
+    ]
+    assert sent.json["generationConfig"] == {"temperature": 0.3, "maxOutputTokens": 50, "stopSequences": ["END"],
+                                             "topK": 5}
+    assert sent.headers["x-team"] == "bots"
