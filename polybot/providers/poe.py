@@ -1,0 +1,103 @@
+"""Other Poe bots (kind = "poe"), through fastapi_poe's client, with the calling bot's access key."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fastapi_poe as fp
+import httpx
+
+from polybot.providers.base import ChatRequest, Provider, ProviderError, Usage, status_error
+
+
+class PoeProvider(Provider):
+    """Calls `model` (a Poe bot's name) as a server bot dependency of the calling bot."""
+
+    _session: httpx.AsyncClient | None = None
+
+    def _get_session(self) -> httpx.AsyncClient:
+        if self._session is None:
+            c = self.config
+            self._session = httpx.AsyncClient(timeout=httpx.Timeout(c.timeout, connect=min(10.0, c.timeout)),
+                                              headers=c.headers or None)
+        return self._session
+
+    def _key(self, request: ChatRequest) -> str:
+        if request.poe_access_key:
+            return request.poe_access_key
+        if self.config.api_key_env and os.environ.get(self.config.api_key_env):
+            return os.environ[self.config.api_key_env]
+        variable = request.poe_access_key_env or self.config.api_key_env or "the bot's access key variable"
+        raise ProviderError(f"{variable} is not set: the poe provider calls other bots with the calling "
+                            "bot's own Poe access key", retryable=False)
+
+    async def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[str]:
+        key = self._key(request)
+        query = fp.QueryRequest(
+            version="1.2", type="query", user_id="polybot", conversation_id="polybot", message_id="polybot",
+            query=([fp.ProtocolMessage(role="system", content=request.system)] if request.system else []) + [
+                fp.ProtocolMessage(role="bot" if m.role == "assistant" else "user", content=m.text,
+                                   attachments=[fp.Attachment(url=i.url, content_type=i.content_type,
+                                                              name=i.url.rsplit("/", 1)[-1] or "image")
+                                                for i in m.images])
+                for m in request.messages],
+            temperature=request.temperature,
+            stop_sequences=list(request.stop),
+        )
+        statuses: list[int] = []
+
+        async def record(response: httpx.Response) -> None:
+            statuses.append(response.status_code)
+
+        session = self._get_session()
+        session.event_hooks["response"] = [record]
+        sent = False
+        try:
+            async for message in fp.stream_request(query, request.model, key, session=session, num_tries=1,
+                                                   on_error=_quiet, base_url=self.config.api_base or
+                                                   "https://api.poe.com/bot/"):
+                if message.is_suggested_reply or isinstance(message, fp.client.MetaMessage) or not message.text:
+                    continue
+                if message.is_replace_response and sent:
+                    # We cannot unsend text; let polybot fail over rather than garble the reply.
+                    raise ProviderError(f"{self.name} bot {request.model!r} replaced its reply mid-stream",
+                                        retryable=True)
+                sent = True
+                yield message.text
+        except ProviderError:
+            raise
+        except fp.BotErrorNoRetry as exc:
+            raise ProviderError(f"{self.name} bot {request.model!r} failed: {_error_text(exc)}",
+                                retryable=False) from None
+        except Exception as exc:  # noqa: BLE001 - BotError, transport errors, timeouts
+            status = next((s for s in reversed(statuses) if s >= 400), None)
+            if status is not None:
+                key_env = request.poe_access_key_env or self.config.api_key_env
+                raise status_error(f"{self.name} bot {request.model!r}", status, "", key_env=key_env,
+                                   model=request.model) from None
+            detail = _error_text(exc) if isinstance(exc, fp.BotError) else type(exc).__name__
+            raise ProviderError(f"{self.name} bot {request.model!r} failed: {detail}", retryable=True) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.aclose()
+            self._session = None
+
+
+def _quiet(exc: Exception, message: str) -> None:
+    """fastapi_poe logs every failed try; polybot reports failures itself, once."""
+
+
+def _error_text(exc: Exception) -> str:
+    """The `text` of a Poe error event, or a short fallback (never the raw payload)."""
+    import json
+
+    raw = str(exc)
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        return raw[:200] if raw.startswith("Error communicating") else "error"
+    text = data.get("text") if isinstance(data, dict) else None
+    return str(text)[:200] if text else "error"
