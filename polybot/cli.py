@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--project", type=Path, default=Path("."))
     p.set_defaults(target="polybot.scaffold:cmd_providers_add")
     p.add_argument("name")
-    p.add_argument("--kind", required=True, choices=["openai", "anthropic", "gemini", "poe", "echo"])
+    p.add_argument("--kind", required=True, help="adapter: openai, anthropic, gemini, poe, echo")
     p.add_argument("--api-base", required=True)
     p.add_argument("--api-key-env", required=True)
     p.add_argument("--default-model", required=True)

@@ -1,0 +1,64 @@
+"""`polybot list`: what the project defines, and whether each key is set (never its value)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from polybot.config import ProviderConfig, default_access_key_env, load_providers
+from polybot.dev import load_dotenv
+from polybot.project import find_bots
+
+
+def key_status(variable: str | None, environ: Mapping[str, str]) -> str:
+    if not variable:
+        return "no key needed"
+    return f"{variable} {'set' if environ.get(variable) else 'missing'}"
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def bot_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: Mapping[str, str]) -> list[list[str]]:
+    rows = [["BOT", "PROVIDER/MODEL", "PROVIDER KEY", "POE ACCESS KEY"]]
+    for bot in find_bots(root):
+        try:
+            data: dict[str, Any] = tomllib.loads((bot.path / "bot.toml").read_text("utf-8"))
+            provider = providers[data["provider"]]
+            model = data.get("model") or provider.default_model or "?"
+            access = (data.get("poe") or {}).get("access_key_env") or default_access_key_env(bot.name)
+        except Exception:  # noqa: BLE001 - a broken bot is listed, not fatal
+            rows.append([bot.name, "error: run polybot build", "", ""])
+            continue
+        rows.append([bot.name, f"{data['provider']}/{model}", key_status(provider.api_key_env, environ),
+                     key_status(access, environ)])
+    return rows
+
+
+def provider_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: Mapping[str, str]) -> list[list[str]]:
+    path = root / "providers.toml"
+    own = set(tomllib.loads(path.read_text("utf-8"))) if path.is_file() else set()
+    rows = [["PROVIDER", "KIND", "DEFAULT MODEL", "FROM", "KEY"]]
+    for name in sorted(providers):
+        p = providers[name]
+        origin = "providers.toml" if name in own else "preset"
+        rows.append([name, p.kind, p.default_model or "-", origin, key_status(p.api_key_env, environ)])
+    return rows
+
+
+def cmd_list(args: Any) -> int:
+    root: Path = args.project
+    load_dotenv(root)
+    providers, problems = load_providers(root)
+    for problem in problems:
+        print(str(problem))
+    if problems:
+        return 1  # tomllib could not read providers.toml either
+    rows = bot_rows(root, providers, os.environ) if args.what == "bots" else provider_rows(root, providers, os.environ)
+    print(table(rows))
+    return 1 if problems else 0
