@@ -169,11 +169,11 @@ def _problem(
     kind: str = err["type"]
     ctx: dict[str, Any] = err.get("ctx") or {}
     value = err.get("input")
-    name = _dotted(loc)
+    name = _dotted(prefix + loc)
     if kind == "extra_forbidden":
         key = str(loc[-1])
         message = f"unknown key {key!r}{did_you_mean(key, _fields_at(model, loc[:-1]))}"
-        message = f"{_dotted(loc[:-1])}: {message}" if loc[:-1] else message
+        message = f"{_dotted(prefix + loc[:-1])}: {message}" if prefix + loc[:-1] else message
     elif kind == "missing":
         message = f"{name}: missing required key; add `{loc[-1]} = ...`"
     elif kind in ("less_than_equal", "less_than"):

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -218,7 +218,7 @@ def render_problem(exc: Exception, fallback_path: str) -> Problem:
             path, line = frame.filename, frame.lineno
     if isinstance(exc, TemplateError):
         message = exc.message or str(exc)
-        if "is undefined" in message:
+        if isinstance(exc, UndefinedError):
             message = f"undefined variable: {message}"
         return Problem(path, line, f"template error: {message}")
     return Problem(path, line, f"template error: {type(exc).__name__}: {exc}")

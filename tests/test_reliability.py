@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import fastapi_poe as fp
@@ -53,7 +53,13 @@ class Scripted(Provider):
             script.closed += 1
 
 
-register_kind("scripted", Scripted)
+@pytest.fixture(autouse=True, scope="module")
+def scripted_kind() -> Iterator[None]:
+    register_kind("scripted", Scripted)
+    yield
+    from polybot import providers
+
+    del providers._KINDS["scripted"]  # keep the registry as other test modules expect it
 
 
 def pool(**scripts: list[object]) -> ProviderPool:
