@@ -243,7 +243,12 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
         shared_templates=project.shared,
         bots=specs,
     )
-    outputs["manifest.json"] = manifest.dumps()
+    unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
+        previous.providers == manifest.providers and \
+        previous.shared_templates == manifest.shared_templates and previous.bots.keys() == specs.keys() and \
+        all(previous.bots[name] is spec for name, spec in specs.items())
+    if not unchanged:  # serialising 1000 bots is most of a no-change rebuild: skip it when we can
+        outputs["manifest.json"] = manifest.dumps()
     return BuildResult(manifest, outputs, rendered)
 
 

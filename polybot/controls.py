@@ -3,39 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Union
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
-import fastapi_poe as fp
 from pydantic import BaseModel, Field
 
 from polybot.config import validate_model
 from polybot.errors import Problem
 
-Control = Annotated[
-    Union[fp.Divider, fp.TextField, fp.TextArea, fp.DropDown, fp.ToggleSwitch, fp.Slider],
-    Field(discriminator="control"),
-]
+if TYPE_CHECKING:
+    import fastapi_poe as fp
 
 #: Control values with these names override the bot's provider parameters.
 OVERRIDABLE = ("temperature", "max_tokens", "model")
 
 
-class _Controls(BaseModel):
-    controls: list[Control]
+@cache
+def _model() -> type[BaseModel]:
+    """Poe's own control types (fastapi_poe is imported only when a bot has controls)."""
+    import fastapi_poe as fp
+
+    control = Annotated[
+        Union[fp.Divider, fp.TextField, fp.TextArea, fp.DropDown, fp.ToggleSwitch, fp.Slider],
+        Field(discriminator="control"),
+    ]
+
+    class Controls(BaseModel):
+        controls: list[control]  # type: ignore[valid-type]
+
+    return Controls
 
 
 def control_problems(controls: Sequence[Mapping[str, Any]], text: str, rel_path: str) -> list[Problem]:
     """Located problems in `[[controls]]` entries (validated as Poe's own control types)."""
     if not controls:
         return []
-    return validate_model(_Controls, {"controls": list(controls)}, text, rel_path)[1]
+    return validate_model(_model(), {"controls": list(controls)}, text, rel_path)[1]
 
 
 def parameter_controls(controls: Sequence[Mapping[str, Any]]) -> fp.ParameterControls | None:
     """The settings' `parameter_controls`: one section holding every control."""
+    import fastapi_poe as fp
+
     if not controls:
         return None
-    parsed = _Controls.model_validate({"controls": list(controls)}).controls
+    parsed = _model().model_validate({"controls": list(controls)}).controls  # type: ignore[attr-defined]
     return fp.ParameterControls(sections=[fp.Section(controls=list(parsed))])
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fastapi_poe as fp
+if TYPE_CHECKING:
+    import fastapi_poe as fp
 
 from polybot.providers.base import Image, Message
 
@@ -15,6 +16,8 @@ PROTOCOL_VERSION = "1.2"
 
 def sample_request(text: str = "Hello!") -> fp.QueryRequest:
     """A minimal query, used at build time to call hooks and render the sample prompt."""
+    import fastapi_poe as fp
+
     return fp.QueryRequest(
         version=PROTOCOL_VERSION,
         type="query",

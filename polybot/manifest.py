@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +54,9 @@ class Manifest(BaseModel):
     bots: dict[str, BotSpec]
 
     def dumps(self) -> bytes:
-        """Byte-identical for identical content."""
-        data = self.model_dump(mode="json")
-        return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        """Byte-identical for identical content: field order is fixed by the models, bots and
+        templates are sorted by name, tables keep their order in the TOML files."""
+        return self.model_dump_json(indent=2).encode() + b"\n"
 
 
 def load_manifest(path: Path, rel: str = "build/manifest.json") -> Manifest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,14 +40,17 @@ def find_bots(root: Path) -> list[BotFolder]:
 
 
 def read_templates(folder: Path) -> dict[str, str]:
-    """Every `*.j2` file under `folder`, keyed by its path relative to it (posix)."""
-    if not folder.is_dir():
-        return {}
-    return {
-        p.relative_to(folder).as_posix(): p.read_text("utf-8")
-        for p in sorted(folder.rglob("*.j2"))
-        if p.is_file()
-    }
+    """Every `*.j2` file under `folder`, keyed by its path relative to it (posix), sorted."""
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        prefix = os.path.relpath(dirpath, folder).replace(os.sep, "/")
+        for name in sorted(filenames):
+            if name.endswith(".j2"):
+                rel = name if prefix == "." else f"{prefix}/{name}"
+                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                    found[rel] = f.read()
+    return dict(sorted(found.items()))
 
 
 def name_problems(bots: list[BotFolder]) -> list[Problem]:
