@@ -1,0 +1,1 @@
+"""Deployment targets for a built project."""
