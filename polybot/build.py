@@ -236,7 +236,8 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
             outputs[f"prompts/{folder.name}.md"] = compiled.prompt.encode()
             rendered += 1
     if problems:
-        raise PolybotError(sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message)))
+        ordered: list[Problem] = sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message))
+        raise PolybotError(ordered)
     used = {name for spec in specs.values() for name in (spec.provider, *(f.provider for f in spec.fallback))}
     manifest = Manifest(
         providers={name: project.providers[name] for name in sorted(used)},

@@ -29,7 +29,7 @@ def _model() -> type[BaseModel]:
     ]
 
     class Controls(BaseModel):
-        controls: list[control]  # type: ignore[valid-type]
+        controls: list[control]
 
     return Controls
 

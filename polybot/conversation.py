@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import fastapi_poe as fp
@@ -55,7 +55,7 @@ def to_messages(
                 text += f"\n\n<attachment name={att.name!r}>\n{att.parsed_content}\n</attachment>"
         if not text.strip() and not pictures:
             continue
-        role = "assistant" if m.role == "bot" else "user"
+        role: Literal["user", "assistant"] = "assistant" if m.role == "bot" else "user"
         if alternate and out and out[-1].role == role:
             prev = out[-1]
             out[-1] = Message(role, f"{prev.text}\n\n{text}".strip(), prev.images + tuple(pictures))

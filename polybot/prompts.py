@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -154,7 +154,7 @@ class PromptLibrary:
             except TemplateSyntaxError:
                 continue
             for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-                target = node.template
+                target = getattr(node, "template", None)
                 if not isinstance(target, nodes.Const) or not isinstance(target.value, str):
                     continue
                 resolved = self.env.join_path(target.value, name)
@@ -185,7 +185,7 @@ def _declared_names(tree: nodes.Template) -> set[str]:
     return names
 
 
-class _MappingLoader:
+class _MappingLoader(BaseLoader):
     """A loader over the library's dict; `uptodate` notices when dev swaps a source."""
 
     def __init__(self, sources: dict[str, str]) -> None:

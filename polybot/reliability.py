@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -136,7 +136,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
         }))
 
 
-async def _bounded(stream: AsyncIterator[str], config: ProviderConfig) -> AsyncIterator[str]:
+async def _bounded(stream: AsyncIterator[str], config: ProviderConfig) -> AsyncGenerator[str, None]:
     """Bound the first token, every idle gap and the whole reply; always close the stream."""
     gap = min(config.timeout, GAP_CAP)
     deadline = time.monotonic() + config.timeout
@@ -171,7 +171,7 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
     """Seconds before the next try; None when the provider asks for longer than MAX_WAIT."""
     if retry_after is not None and retry_after > MAX_WAIT:
         return None
-    wait = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
+    wait = min(BACKOFF_CAP, BACKOFF_BASE * 2.0**attempt) * random.uniform(0.5, 1.0)
     return max(wait, retry_after or 0.0)
 
 

@@ -58,7 +58,7 @@ class PoeProvider(Provider):
             async for message in fp.stream_request(query, request.model, key, session=session, num_tries=1,
                                                    on_error=_quiet, base_url=self.config.api_base or
                                                    "https://api.poe.com/bot/"):
-                if message.is_suggested_reply or isinstance(message, fp.client.MetaMessage) or not message.text:
+                if message.is_suggested_reply or not message.text:  # meta messages carry no text
                     continue
                 if message.is_replace_response and sent:
                     # We cannot unsend text; let polybot fail over rather than garble the reply.
