@@ -127,7 +127,8 @@ def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
     return keep
 
 
-async def watch(workspace: Workspace, stop: asyncio.Event) -> None:
+async def watch(workspace: Workspace, stop: asyncio.Event,
+                on_refresh: Callable[[Refresh], None] = lambda result: None) -> None:
     """Refresh on every change to bots/ or providers.toml until `stop` is set."""
     from watchfiles import awatch
 
@@ -154,7 +155,9 @@ async def watch(workspace: Workspace, stop: asyncio.Event) -> None:
             while not queue.empty():
                 queue.get_nowait()
             load_dotenv(root)
-            report(workspace.refresh())
+            result = workspace.refresh()
+            report(result)
+            on_refresh(result)
     finally:
         for task in tasks:
             task.cancel()
@@ -163,25 +166,30 @@ async def watch(workspace: Workspace, stop: asyncio.Event) -> None:
 def cmd_dev(args: Any) -> int:
     import uvicorn
 
+    from polybot.playground import Playground
     from polybot.server import BotServer
 
     root: Path = args.project
     load_dotenv(root)
     server = BotServer()
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
+    playground = Playground(workspace, open_access=args.open_playground)
+    playground.mount(server.app)
     first = workspace.refresh()
+    playground.publish(first)
     report(Refresh(problems=first.problems, kept=first.kept))
     base = f"http://{args.host}:{args.port}"
     print(f"polybot dev: serving {len(workspace.runtimes)} bots, watching bots/ and providers.toml",
           file=sys.stderr)
     for name in sorted(workspace.runtimes):
         print(f"  {base}/{name}", file=sys.stderr)
+    print(f"playground: {base}/", file=sys.stderr)
 
     async def main() -> None:
         config = uvicorn.Config(server.app, host=args.host, port=args.port, log_level="warning")
         web = uvicorn.Server(config)
         stop = asyncio.Event()
-        watcher = asyncio.create_task(watch(workspace, stop))
+        watcher = asyncio.create_task(watch(workspace, stop, playground.publish))
         try:
             await web.serve()
         finally:

@@ -14,6 +14,7 @@ from polybot.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    cause_name,
     parse_retry_after,
     require_key,
     status_error,
@@ -88,11 +89,11 @@ class AnthropicProvider(Provider):
         except anthropic.APITimeoutError:
             raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except anthropic.APIConnectionError as exc:
-            raise ProviderError(f"{self.name} connection failed: {_cause(exc)}", retryable=True) from None
+            raise ProviderError(f"{self.name} connection failed: {cause_name(exc)}", retryable=True) from None
         except ValueError:  # an event that is not JSON
             raise ProviderError(f"{self.name} sent a malformed stream", retryable=True) from None
         except Exception as exc:  # noqa: BLE001 - the SDK's HTTP library raises its own transport errors
-            raise ProviderError(f"{self.name} connection failed: {_cause(exc)}", retryable=True) from None
+            raise ProviderError(f"{self.name} connection failed: {cause_name(exc)}", retryable=True) from None
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -117,7 +118,3 @@ def _detail(exc: anthropic.APIStatusError) -> str:
             return message[:200]
     return ""
 
-
-def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
-    return type(cause).__name__

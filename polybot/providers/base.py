@@ -129,6 +129,11 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def cause_name(exc: BaseException) -> str:
+    """The type name of the underlying failure (never its text, which could hold a URL or key)."""
+    return type(exc.__cause__ or exc.__context__ or exc).__name__
+
+
 def require_key(name: str, config: ProviderConfig, environ: Mapping[str, str]) -> str | None:
     """The API key from the environment; ProviderError naming the variable when it is unset."""
     if not config.api_key_env:

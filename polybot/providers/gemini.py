@@ -16,6 +16,7 @@ from polybot.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    cause_name,
     parse_retry_after,
     require_key,
     status_error,
@@ -78,8 +79,7 @@ class GeminiProvider(Provider):
         except ValueError:  # an event that is not JSON (pydantic errors are ValueErrors too)
             raise ProviderError(f"{self.name} sent a malformed stream", retryable=True) from None
         except Exception as exc:  # noqa: BLE001 - transport errors of the SDK's HTTP library, timeouts
-            cause = exc.__cause__ or exc
-            raise ProviderError(f"{self.name} connection failed: {type(cause).__name__}", retryable=True) from None
+            raise ProviderError(f"{self.name} connection failed: {cause_name(exc)}", retryable=True) from None
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -14,6 +14,7 @@ from polybot.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    cause_name,
     parse_retry_after,
     require_key,
     status_error,
@@ -71,10 +72,10 @@ class OpenAIProvider(Provider):
         except openai.APITimeoutError:
             raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except openai.APIConnectionError as exc:
-            raise ProviderError(f"{self.name} connection failed: {_cause(exc)}", retryable=True) from None
+            raise ProviderError(f"{self.name} connection failed: {cause_name(exc)}", retryable=True) from None
         except Exception as exc:  # noqa: BLE001 - the SDK's HTTP library raises its own transport errors
             # A stream cut mid-way, or an event that is not JSON.
-            what = "sent a malformed stream" if _is_decode(exc) else f"connection failed: {_cause(exc)}"
+            what = "sent a malformed stream" if _is_decode(exc) else f"connection failed: {cause_name(exc)}"
             raise ProviderError(f"{self.name} {what}", retryable=True) from None
 
     async def aclose(self) -> None:
@@ -108,10 +109,6 @@ def _detail(exc: openai.APIStatusError) -> str:
             return message[:200]
     return ""
 
-
-def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
-    return type(cause).__name__
 
 
 def _is_decode(exc: BaseException) -> bool:

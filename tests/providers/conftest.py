@@ -76,6 +76,16 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
             await p.aclose()
 
 
+@pytest.fixture
+async def h(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """The harness for the adapter named by the test module's KIND."""
+    kind = next(k for k in kinds() if k.kind == request.module.KIND)
+    for harness in make_harness(kind):
+        yield harness
+        for p in harness.created:
+            await p.aclose()
+
+
 def chat(**overrides: Any) -> ChatRequest:
     values: dict[str, Any] = {"model": "model-x", "system": "Be brief.",
                               "messages": (Message("user", "hi"), Message("assistant", "hello"),

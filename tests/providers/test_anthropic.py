@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from polybot.providers.base import ProviderError
 from tests.fakes.anthropic_wire import FakeAnthropic, overloaded_event
 from tests.fakes.wire import Reply
-from tests.providers.conftest import Harness, Kind, chat, collect, make_harness
+from tests.providers.conftest import Harness, chat, collect
 
 
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    for harness in make_harness(Kind("anthropic", FakeAnthropic, "")):
-        yield harness
-        for p in harness.created:
-            await p.aclose()
+KIND = "anthropic"
 
 
 async def test_request_mapping(h: Harness) -> None:

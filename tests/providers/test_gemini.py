@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from tests.providers.conftest import Harness, chat, collect
 
-import pytest
-
-from tests.fakes.gemini_wire import FakeGemini
-from tests.providers.conftest import Harness, Kind, chat, collect, make_harness
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    for harness in make_harness(Kind("gemini", FakeGemini, "")):
-        yield harness
-        for p in harness.created:
-            await p.aclose()
+KIND = "gemini"
 
 
 async def test_request_mapping(h: Harness) -> None:

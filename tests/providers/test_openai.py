@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from tests.providers.conftest import Harness, chat, collect
 
-import pytest
-
-from tests.fakes.openai_wire import FakeOpenAI
-from tests.providers.conftest import Harness, Kind, chat, collect, make_harness
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    for harness in make_harness(Kind("openai", FakeOpenAI, "/v1")):
-        yield harness
-        for p in harness.created:
-            await p.aclose()
+KIND = "openai"
 
 
 async def test_request_mapping(h: Harness) -> None:

@@ -1,0 +1,82 @@
+"""The dev playground in a real browser: Playwright driving Debian's headless Chromium.
+
+Screenshots are saved in this test's tmp_path (pytest keeps the last runs) for review.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import polybot_process
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for name, toml, prompt in [("Echo", 'provider = "echo"\n[poe]\nintroduction_message = "Say something"\n',
+                                "You are the echo bot."),
+                               ("Poet", 'provider = "echo"\n', "You write poems about {{ vars.topic | default('sea') }}.")]:
+        (root / "bots" / name).mkdir(parents=True)
+        (root / "bots" / name / "bot.toml").write_text(toml)
+        (root / "bots" / name / "system.md.j2").write_text(prompt)
+    return root
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 800})
+        finally:
+            browser.close()
+
+
+def test_chat_prompt_and_live_build_errors(project: Path, page: Any, tmp_path: Path) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with polybot_process("dev", project=project) as (base, _):
+        page.goto(base + "/")
+        page.locator(".bot[data-bot=Echo]").click()
+        page.locator(".msg.bot", has_text="Say something").wait_for()
+        assert "You are the echo bot." in page.locator("#prompt").inner_text()
+
+        page.fill("#input", "hello from the browser")
+        page.click("button[type=submit]")
+        page.locator(".msg.bot", has_text="hello from the browser").wait_for()
+        page.screenshot(path=str(shots / "chat.png"))
+
+        (project / "bots/Poet/system.md.j2").write_text("Broken {% if %}")
+        overlay = page.locator("#overlay")
+        overlay.wait_for(state="visible")
+        assert "bots/Poet/system.md.j2:1: template syntax error" in page.locator("#errors").inner_text()
+        page.screenshot(path=str(shots / "error-overlay.png"))
+
+        (project / "bots/Poet/system.md.j2").write_text("You write poems about rivers.")
+        overlay.wait_for(state="hidden")
+        page.locator(".bot[data-bot=Poet]").click()
+        page.locator("#prompt", has_text="You write poems about rivers.").wait_for()
+        page.screenshot(path=str(shots / "fixed.png"))
+    assert all((shots / f).stat().st_size > 1000 for f in ("chat.png", "error-overlay.png", "fixed.png"))
+
+
+def test_playground_is_refused_off_loopback_without_the_flag(project: Path) -> None:
+    """Bound to all interfaces, the page answers loopback clients but not others (via Host)."""
+    with polybot_process("dev", project=project) as (base, _):
+        assert httpx.get(base + "/_polybot/state").status_code == 200
+        forbidden = httpx.get(base + "/_polybot/state", headers={"host": "example.test"})
+        assert forbidden.status_code == 403
+        assert "--open-playground" in forbidden.json()["detail"]
