@@ -97,6 +97,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                 attempts += 1
                 usage = Usage()
                 replacing = sent  # a failover after text was sent replaces the partial reply
+                this_attempt_sent = False
                 try:
                     # aclosing: a client that disconnects closes the provider stream at once.
                     async with aclosing(_bounded(provider.stream(step.request, usage), config)) as chunks:
@@ -105,7 +106,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                                 first_token = time.monotonic() - started
                             yield fp.PartialResponse(text=chunk, is_replace_response=replacing)
                             replacing = False
-                            sent = True
+                            sent = this_attempt_sent = True
                     outcome = "ok"
                     return
                 except ProviderError as exc:
@@ -119,8 +120,11 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                     failure = _Failure(f"{step.provider} failed unexpectedly ({type(exc).__name__})", True)
                     retry_after = None
                 failures.append(failure)
-                if sent or not failure.retryable or attempt == config.max_retries:
-                    break  # after text, retrying the same provider would repeat it: fail over
+                # Retrying a provider that already sent text in this attempt would repeat it: fail
+                # over instead. One that failed before its first chunk may retry: that chunk will
+                # replace whatever the user has seen.
+                if this_attempt_sent or not failure.retryable or attempt == config.max_retries:
+                    break
                 wait = _backoff(attempt, retry_after)
                 if wait is None:
                     break

@@ -134,6 +134,14 @@ async def test_failure_after_text_fails_over_with_replace_response() -> None:
     assert SCRIPTS["a"].seen == 1  # never retried after text: it would repeat it
 
 
+async def test_fallback_may_retry_before_its_first_token_after_text_was_sent() -> None:
+    p = pool(a=[["half", transient()]], b=[transient(), ["whole", " reply"]])
+    events = await run(p, "a", "b")
+    assert text(events) == "whole reply"
+    assert SCRIPTS["b"].seen == 2
+    assert [e.is_replace_response for e in events] == [False, True, False]  # type: ignore[union-attr]
+
+
 async def test_failure_after_text_without_fallback_ends_in_retryable_error() -> None:
     p = pool(a=[["half", transient()]])
     events = await run(p, "a")
