@@ -54,9 +54,10 @@ class Runtime:
             yield fp.ErrorResponse(text=f"provider {self.spec.provider!r} cannot load its SDK ({exc.name}); "
                                    "reinstall polybot", allow_retry=False)
             return
+        stop = tuple(request.stop_sequences)
         chain = [self._step(self.spec.provider, _override_model(self.spec, params), system, messages,
-                            params, primary=True)]
-        chain += [self._step(fb.provider, fb.model or "", system, messages, params, primary=False)
+                            params, stop, primary=True)]
+        chain += [self._step(fb.provider, fb.model or "", system, messages, params, stop, primary=False)
                   for fb in self.spec.fallback]
         async for event in stream_chain(self.spec.name, chain, self.pool):
             yield event
@@ -85,10 +86,10 @@ class Runtime:
         return messages
 
     def _step(self, provider: str, model: str, system: str, messages: list[Message],
-              params: dict[str, Any], *, primary: bool) -> Step:
+              params: dict[str, Any], stop: tuple[str, ...], *, primary: bool) -> Step:
         spec = self.spec
         config = self.pool.configs[provider]
-        extra = {k: v for k, v in spec.params.items()} if primary else {}
+        extra = dict(spec.params) if primary else {}
         temperature = params.get("temperature", spec.temperature)
         max_tokens = params.get("max_tokens", spec.max_tokens)
         return Step(provider, ChatRequest(
@@ -97,6 +98,7 @@ class Runtime:
             messages=tuple(messages),
             temperature=float(temperature) if temperature is not None else None,
             max_tokens=int(max_tokens) if max_tokens is not None else None,
+            stop=stop,
             params={**config.params, **extra},
             poe_access_key=self.environ.get(spec.access_key_env) or None,
             poe_access_key_env=spec.access_key_env,

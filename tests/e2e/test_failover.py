@@ -83,6 +83,18 @@ def test_happy_path_streams_from_the_primary(server: str, fakes: tuple[FakeOpenA
     assert sent["temperature"] == 0.2
 
 
+def test_poe_stop_sequences_reach_the_provider(server: str, fakes: tuple[FakeOpenAI, FakeAnthropic]) -> None:
+    oa, _ = fakes
+
+    async def go() -> None:
+        async for _ in fp.stream_request(query("hi", stop_sequences=["STOP"]), "Sturdy", ACCESS_KEY,
+                                         base_url=server + "/", num_tries=1):
+            pass
+
+    asyncio.run(go())
+    assert oa.requests[-1].json["stop"] == ["STOP"]
+
+
 def test_429_is_retried_then_served(server: str, fakes: tuple[FakeOpenAI, FakeAnthropic]) -> None:
     oa, _ = fakes
     oa.push(Reply(fault="429", retry_after=0.2), Reply(chunks=["after", " retry"]))

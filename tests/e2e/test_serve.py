@@ -121,6 +121,15 @@ def test_allow_without_key_serves(project: Path) -> None:
         assert ask(base, "Bravo", "free", key="anything-at-all-32-characters-xx") == "free"
 
 
+def test_serve_with_workers(project: Path) -> None:
+    with polybot_process("serve", "--workers", "2", project=project, env=KEYS) as (base, _):
+        for _ in range(4):
+            assert ask(base, "Bravo", "many hands", key=BRAVO_KEY) == "many hands"
+        response = httpx.post(f"{base}/Bravo", json=query("hi").model_dump(),
+                              headers={"Authorization": f"Bearer {ALPHA_KEY}"})
+        assert response.status_code == 401
+
+
 def test_oversized_request_is_refused_cleanly(server: str) -> None:
     body = json.dumps(query("x" * (9 * 1024 * 1024)).model_dump())
     response = httpx.post(f"{server}/Alpha", content=body,
