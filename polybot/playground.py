@@ -17,7 +17,7 @@ import fastapi_poe as fp
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from polybot.bot import chosen_params
+from polybot.bot import Runtime, chosen_params
 from polybot.controls import parameter_controls
 from polybot.conversation import PROTOCOL_VERSION
 from polybot.dev import Refresh, Workspace
@@ -110,15 +110,22 @@ class Playground:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    async def chat(self, request: Request) -> Response:
-        """One reply through the same path a Poe query takes, as Poe-style server-sent events."""
+    async def _target(self, request: Request) -> tuple[Runtime, fp.QueryRequest] | Response:
+        """The bot a chat or prompt request names and the conversation it sends, or the refusal."""
         name = request.path_params["name"]
         if not self.allowed(request, name):
             return _forbidden()
         runtime = self.workspace.runtimes.get(name)
         if runtime is None:
             return JSONResponse({"detail": f"no bot named {name!r}"}, status_code=404)
-        query = _query(await request.json())
+        return runtime, _query(await request.json())
+
+    async def chat(self, request: Request) -> Response:
+        """One reply through the same path a Poe query takes, as Poe-style server-sent events."""
+        target = await self._target(request)
+        if isinstance(target, Response):
+            return target
+        runtime, query = target
 
         async def stream() -> AsyncIterator[bytes]:
             async for event in runtime.respond(query):
@@ -129,13 +136,10 @@ class Playground:
 
     async def prompt(self, request: Request) -> Response:
         """The system prompt rendered for the page's current conversation."""
-        name = request.path_params["name"]
-        if not self.allowed(request, name):
-            return _forbidden()
-        runtime = self.workspace.runtimes.get(name)
-        if runtime is None:
-            return JSONResponse({"detail": f"no bot named {name!r}"}, status_code=404)
-        query = _query(await request.json())
+        target = await self._target(request)
+        if isinstance(target, Response):
+            return target
+        runtime, query = target
         try:
             return JSONResponse({"prompt": runtime.render_prompt(query, chosen_params(runtime.spec, query))})
         except Exception as exc:  # noqa: BLE001 - shown in the page as the located error it is
