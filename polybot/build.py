@@ -109,6 +109,8 @@ def compile_bot(
                                        ("fallback", i), out.problems)
             fallbacks.append(fb.model_copy(update={"model": fb_model}))
         out.problems += control_problems(config.controls, text, rel_toml)
+    elif isinstance(data, dict):
+        _check_raw_providers(project.providers, data, text, rel_toml, out.problems)
 
     if PROMPT_FILE not in templates:
         out.problems.append(Problem(f"{folder.rel}/{PROMPT_FILE}", None,
@@ -197,6 +199,19 @@ def _check_provider(
                                 f"{', '.join(provider.models)}"))
         return None
     return resolved
+
+
+def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, Any], text: str, rel: str,
+                         problems: list[Problem]) -> None:
+    """Provider and model checks on a bot.toml that failed its schema: every problem, in one build."""
+    entries: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    if isinstance(data.get("fallback"), list):
+        entries += [(("fallback", i), fb) for i, fb in enumerate(data["fallback"])]
+    for prefix, entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("provider"), str):
+            model = entry.get("model")
+            _check_provider(providers, entry["provider"], model if isinstance(model, str) else None, text, rel,
+                            prefix, problems)
 
 
 def _digest(*parts: str) -> str:

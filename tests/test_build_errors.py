@@ -59,6 +59,15 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
                                            '[[fallback]]\nprovder = "x"\n'), [
         "bots/Demo/bot.toml:7: fallback[1]: unknown key 'provder' (did you mean 'provider'?)",
         "bots/Demo/bot.toml:6: fallback[1].provider: missing required key; add `provider = ...`"]),
+    "schema and provider problems together": (bot(toml='provider = "opnai"\ntemperature = 9\n\n'
+                                                       '[[fallback]]\nprovider = "antropic"\n'), [
+        "bots/Demo/bot.toml:1: provider: unknown provider 'opnai' (did you mean 'openai'?); define it in "
+        "providers.toml or use a built-in one (anthropic, deepseek, echo, fireworks, gemini, groq, mistral, "
+        "ollama, openai, openrouter, poe, together)",
+        "bots/Demo/bot.toml:2: temperature: must be at most 2, got 9",
+        "bots/Demo/bot.toml:5: fallback[0].provider: unknown provider 'antropic' (did you mean 'anthropic'?); "
+        "define it in providers.toml or use a built-in one (anthropic, deepseek, echo, fireworks, gemini, groq, "
+        "mistral, ollama, openai, openrouter, poe, together)"]),
     "poe table unknown key": (bot(toml='provider = "echo"\n[poe]\nintro_message = "hi"\n'), [
         "bots/Demo/bot.toml:3: poe: unknown key 'intro_message' (did you mean 'introduction_message'?)"]),
     "missing prompt": (bot(prompt=None), [
