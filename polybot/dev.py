@@ -78,6 +78,11 @@ class Workspace:
                 continue
             staged.append((Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root),
                            compiled.spec.hash))
+        if global_change and result.kept:
+            # providers.toml or bots/_shared changed and broke a served bot: those files are shared by
+            # every bot, so keep serving all of them exactly as they were until the change is fixed.
+            result.updated.clear()
+            return result
         if global_change:
             self._adopt(project)
         for runtime, digest in staged:

@@ -171,3 +171,25 @@ def test_model_control_only_picks_allowed_options(picked: str, expected: str) ->
                       "options": [{"value": "gpt-4o", "name": "4o"}, {"value": "gpt-4o-mini", "name": "mini"}]}],
     })
     assert _override_model(spec, {"model": picked}) == expected
+
+
+async def test_dev_keeps_every_bot_on_the_last_good_shared_partial(tmp_path: Path) -> None:
+    (tmp_path / "bots/_shared").mkdir(parents=True)
+    (tmp_path / "bots/_shared/style.j2").write_text("Style one.")
+    for name in ("Alpha", "Bravo"):
+        make_bot(tmp_path, name, FULL, '{% include "style.j2" %}')
+    workspace = Workspace(tmp_path)
+    assert not workspace.refresh().problems
+
+    (tmp_path / "bots/_shared/style.j2").write_text("Broken {% if %}")
+    broken = workspace.refresh()
+    assert [str(p) for p in broken.problems][0].startswith("bots/_shared/style.j2:1: template syntax error")
+    assert sorted(broken.kept) == ["Alpha", "Bravo"] and broken.updated == []
+    text, _ = await reply(workspace.runtimes["Alpha"], request(("user", "hi")))
+    assert text.startswith("[system]\nStyle one.")
+
+    (tmp_path / "bots/_shared/style.j2").write_text("Style two.")
+    fixed = workspace.refresh()
+    assert not fixed.problems and sorted(fixed.updated) == ["Alpha", "Bravo"]
+    text, _ = await reply(workspace.runtimes["Bravo"], request(("user", "hi")))
+    assert text.startswith("[system]\nStyle two.")
