@@ -131,13 +131,15 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                 await asyncio.sleep(wait)
         yield _final_error(failures, sent)
     finally:
-        log.info(json.dumps({
+        record = {
             "event": "reply", "bot": bot, "provider": used.provider, "model": used.request.model,
             "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome,
             "ttft_ms": None if first_token is None else round(first_token * 1000),
             "duration_ms": round((time.monotonic() - started) * 1000),
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-        }))
+        }
+        # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
+        log.info("%s", json.dumps(record), extra={"reply": record})
 
 
 async def _bounded(stream: AsyncIterator[str], config: ProviderConfig) -> AsyncGenerator[str, None]:
