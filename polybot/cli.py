@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("dev", "serve from source with live reload", "polybot.dev:cmd_dev")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--open-playground", action="store_true",
-                   help="serve the playground page to other hosts too (by default: 127.0.0.1 only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this Host name (e.g. a tunnel's); its callers need a bot's "
+                        "access key (default: loopback names only)")
 
     p = command("serve", "serve build/manifest.json in production", "polybot.serve:cmd_serve")
     p.add_argument("--host", default="0.0.0.0")

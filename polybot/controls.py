@@ -58,3 +58,43 @@ def default_params(controls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for c in controls
         if "parameter_name" in c and c.get("default_value") is not None
     }
+
+
+#: Longest text a text_field / text_area control passes on.
+MAX_TEXT_PARAM = 10_000
+
+
+def allowed_params(controls: Sequence[Mapping[str, Any]], picked: Mapping[str, Any]) -> dict[str, Any]:
+    """The values in `picked` (Poe `parameters`) that a declared control accepts, each within it:
+    a slider's number clamped to min..max, a drop-down's value one of its options, a toggle a bool,
+    a text at most MAX_TEXT_PARAM characters. Anything else is dropped."""
+    out: dict[str, Any] = {}
+    for control in controls:
+        name = control.get("parameter_name")
+        if not isinstance(name, str) or name not in picked:
+            continue
+        value = _within(control, picked[name])
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _within(control: Mapping[str, Any], value: Any) -> Any:
+    kind = control.get("control")
+    if kind == "slider":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+            return None
+        low, high = control.get("min_value"), control.get("max_value")
+        if isinstance(low, int | float):
+            value = max(value, low)
+        if isinstance(high, int | float):
+            value = min(value, high)
+        return value
+    if kind == "drop_down":
+        options = {o.get("value") for o in control.get("options", []) if isinstance(o, Mapping)}
+        return value if isinstance(value, str) and value in options else None
+    if kind == "toggle_switch":
+        return value if isinstance(value, bool) else None
+    if kind in ("text_field", "text_area"):
+        return value[:MAX_TEXT_PARAM] if isinstance(value, str) else None
+    return None

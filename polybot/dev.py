@@ -172,15 +172,18 @@ def cmd_dev(args: Any) -> int:
     import uvicorn
 
     from polybot.playground import Playground
+    from polybot.security import DevAccess, binding_warning
     from polybot.server import BotServer
 
     root: Path = args.project
     load_dotenv(root)
-    server = BotServer()
+    access = DevAccess.for_binding(args.host, args.port, getattr(args, "allow_host", []))
+    server = BotServer(dev=access)
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
-    playground = Playground(workspace, open_access=args.open_playground)
+    playground = Playground(workspace, access)
     playground.mount(server.app)
     first = workspace.refresh()
+    binding_warning(access, [n for n, b in server.bots.items() if not b.access_key])
     playground.publish(first)
     report(Refresh(problems=first.problems, kept=first.kept))
     base = f"http://{args.host}:{args.port}"
