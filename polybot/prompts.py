@@ -65,7 +65,7 @@ class _Environment(SandboxedEnvironment):
         self.filters = {name: sandbox.guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters.update(sandbox.FILTERS)
         self.globals["range"] = self._range
-        self.globals["lipsum"] = sandbox.bounded_lipsum(self.globals["lipsum"])
+        self.globals["lipsum"] = sandbox.bounded_lipsum(self.globals["lipsum"])  # type: ignore[arg-type]
 
     def _range(self, *args: int) -> range:
         items = range(*args)

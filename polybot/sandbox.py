@@ -206,8 +206,8 @@ def check_method(owner: Any, name: str, args: tuple[Any, ...], kwargs: dict[str,
                 raise SecurityError(f"replace() makes a string of more than {MAX_PROMPT_CHARS} characters")
         elif name == "expandtabs":
             tab = args[0] if args else kwargs.get("tabsize", 8)
-            if isinstance(tab, int) and len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * tab \
-                    > MAX_PROMPT_CHARS:
+            tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+            if isinstance(tab, int) and len(owner) + tabs * tab > MAX_PROMPT_CHARS:
                 raise SecurityError(f"expandtabs() makes a string of more than {MAX_PROMPT_CHARS} characters")
         elif name == "join" and args:
             return (joined(owner, args[0]), *args[1:])
@@ -354,7 +354,7 @@ class Bound(NodeTransformer):
     """Rewrites a parsed template so its loops, `~` and output pass through the counted filters."""
 
     @staticmethod
-    def _filter(node: nodes.Expr, name: str, lineno: int) -> nodes.Filter:
+    def _filter(node: nodes.Node, name: str, lineno: int) -> nodes.Filter:
         return nodes.Filter(node, name, [], [], None, None, lineno=lineno)
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
