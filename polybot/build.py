@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from polybot.config import (
@@ -268,45 +272,173 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
     return BuildResult(manifest, outputs, rendered)
 
 
+#: In the output folder: the files the last build wrote, so the next one deletes only those.
+RECORD = ".polybot-outputs.json"
+#: In the output folder: `name==version` of every runtime dependency the build ran with.
+CONSTRAINTS = "constraints.txt"
+MANIFEST = "manifest.json"
+
+
 def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
     """`polybot build`: write out/manifest.json and out/prompts/*.md (only what changed).
 
     With `check`, render everything afresh and fail if out/ differs (a stale, unreviewed build).
+    Files are replaced atomically, the manifest last; only files the previous build recorded are
+    ever deleted, and `out` must be a folder of polybot's own.
     """
+    check_out_folder(root, out)
     previous = None
-    if not check and (out / "manifest.json").is_file():
+    if not check and (out / MANIFEST).is_file():
         try:
-            previous = load_manifest(out / "manifest.json")
+            previous = load_manifest(out / MANIFEST)
         except PolybotError:
             previous = None  # unreadable: rebuild everything
     result = compile_project(root, previous)
-    expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {"manifest.json"}
-    existing = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} if out.is_dir() else set()
     # A reused bot whose prompt file vanished must be rendered again.
-    missing = {name for name in result.manifest.bots if f"prompts/{name}.md" not in existing
+    missing = {name for name in result.manifest.bots if not (out / f"prompts/{name}.md").is_file()
                and f"prompts/{name}.md" not in result.outputs}
     if missing and not check:
         reduced = result.manifest.model_copy(update={"bots": {
             k: v for k, v in result.manifest.bots.items() if k not in missing}})
         result = compile_project(root, reduced)
+    expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {MANIFEST, CONSTRAINTS, RECORD}
+    result.outputs[CONSTRAINTS] = constraints().encode()
+    result.outputs[RECORD] = (json.dumps({"files": sorted(expected)}, indent=2) + "\n").encode()
+    recorded = recorded_outputs(out)
     rel_out = _display(out, root)
     if check:
         stale = [name for name, data in sorted(result.outputs.items())
                  if not (out / name).is_file() or (out / name).read_bytes() != data]
-        stale += sorted(p for p in existing - expected if p.startswith("prompts/") or p == "manifest.json")
+        stale += sorted(p for p in recorded - expected if (out / p).is_file())
         if stale:
             raise PolybotError([f"{rel_out}/{name}: stale; run `polybot build` and commit {rel_out}/"
                                 for name in stale])
         return result
-    for name, data in result.outputs.items():
+    # The manifest goes last: until it is replaced, `serve` and the next build see the last good one.
+    for name in sorted(result.outputs, key=lambda n: (n == MANIFEST, n == RECORD, n)):
         path = out / name
+        data = result.outputs[name]
         if not path.is_file() or path.read_bytes() != data:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    for name in existing - expected:
-        if name.startswith("prompts/"):
-            (out / name).unlink()
+            write_atomic(path, data)
+    for name in sorted(recorded - expected):
+        path = out / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
     return result
+
+
+def check_out_folder(root: Path, out: Path) -> None:
+    """Refuse an output folder where writing or deleting could touch files polybot did not make."""
+    root_r, out_r = root.resolve(), out.resolve()
+    bots = root_r / "bots"
+    shown = _display(out, root)
+    why = None
+    if out_r == root_r or out_r in root_r.parents:
+        why = "is the project folder or contains it"
+    elif out_r == bots or bots in out_r.parents:
+        why = "is inside bots/, where your bots' sources live"
+    elif out_r.exists() and not out_r.is_dir():
+        why = "is a file"
+    elif out_r.is_dir() and any(out_r.iterdir()) and not _made_by_polybot(out_r):
+        why = "is not empty and was not made by polybot build"
+    if why is not None:
+        raise PolybotError([f"--out {shown}: {why}; polybot build writes and deletes files there, so give it "
+                            "a folder of its own (default: build/), new or empty"])
+
+
+def _made_by_polybot(out: Path) -> bool:
+    if (out / RECORD).is_file():
+        return True
+    try:  # a build from before polybot recorded its outputs
+        load_manifest(out / MANIFEST)
+        return True
+    except PolybotError:
+        return False
+
+
+def recorded_outputs(out: Path) -> set[str]:
+    """What the previous build in `out` wrote (relative paths), from its record."""
+    try:
+        files = json.loads((out / RECORD).read_text("utf-8"))["files"]
+        return {f for f in files if isinstance(f, str) and _inside(f)}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:  # no record yet: the manifest and the prompts of the bots it names
+        manifest = load_manifest(out / MANIFEST)
+    except PolybotError:
+        return set()
+    return {MANIFEST} | {f"prompts/{name}.md" for name in manifest.bots}
+
+
+def _inside(rel: str) -> bool:
+    parts = PurePosixPath(rel).parts
+    return bool(parts) and not PurePosixPath(rel).is_absolute() and ".." not in parts
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+#: polybot's distribution name(s): the first one installed is the one whose dependencies count.
+DISTRIBUTIONS = ("polybot-poe", "polybot")
+
+
+def constraints() -> str:
+    """`name==version` of polybot's runtime dependencies and theirs, as installed (sorted)."""
+    from importlib import metadata
+
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pragma: no cover - pip always brings packaging
+        return ""
+    root = next((d for d in DISTRIBUTIONS if _installed(d)), None)
+    if root is None:
+        return ""
+    pins: dict[str, str] = {}
+    todo = [root]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if name != root:
+            pins[key] = dist.version
+        for raw in dist.requires or []:
+            req = Requirement(raw)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            todo.append(req.name)
+    lines = "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+    return "# What `polybot build` ran with; the Modal image installs exactly these.\n" + lines
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def _display(path: Path, root: Path) -> str:
