@@ -31,6 +31,7 @@ from polybot.project import (
     BotFolder,
     find_bots,
     name_problems,
+    outside_links,
     read_templates,
 )
 from polybot.prompts import CONTEXT_NAMES, PromptLibrary, render_problem, sample_context
@@ -51,7 +52,8 @@ class ProjectSources:
 
 def read_project(root: Path) -> ProjectSources:
     providers, problems = load_providers(root)
-    shared = read_templates(root / "bots" / SHARED_DIR)
+    problems += outside_links(root)
+    shared = read_templates(root / "bots" / SHARED_DIR, root)
     providers_file = root / "providers.toml"
     digest = _digest(
         providers_file.read_text("utf-8") if providers_file.is_file() else "",
@@ -91,7 +93,7 @@ def compile_bot(
     except (OSError, UnicodeDecodeError) as exc:
         out.problems.append(Problem(rel_toml, None, f"cannot read: {exc.__class__.__name__}"))
         return out
-    templates = read_templates(folder.path)
+    templates = read_templates(folder.path, project.root)
     hooks_source = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
     digest = _digest(folder.name, text, hooks_source or "", project.digest,
                      *(f"{k}\0{v}" for k, v in sorted(templates.items())))
@@ -165,7 +167,7 @@ def compile_bot(
         poe=config.poe,
         access_key_env=config.poe.access_key_env or default_access_key_env(folder.name),
         controls=config.controls,
-        templates=templates,
+        templates=library.own_templates(folder.name),
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,
     )
@@ -218,6 +220,16 @@ def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, A
                             prefix, problems)
 
 
+def _shared_in_use(library: PromptLibrary, specs: dict[str, BotSpec]) -> dict[str, str]:
+    """The bots/_shared templates some bot includes, imports or extends (only those are served)."""
+    used: set[str] = set()
+    for name, spec in specs.items():
+        library.set_files(name, spec.templates)  # a bot reused from the last build was not loaded
+        used.update(library.reachable(name))
+    prefix = f"{SHARED_DIR}/"
+    return {n.removeprefix(prefix): library.sources[n] for n in sorted(used) if n.startswith(prefix)}
+
+
 def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -260,7 +272,7 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
     used = {name for spec in specs.values() for name in (spec.provider, *(f.provider for f in spec.fallback))}
     manifest = Manifest(
         providers={name: project.providers[name] for name in sorted(used)},
-        shared_templates=project.shared,
+        shared_templates=_shared_in_use(library, specs),
         bots=specs,
     )
     unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \

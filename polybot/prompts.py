@@ -167,6 +167,15 @@ class PromptLibrary:
                     declared.add(node.name)  # report each name once per file
         return problems
 
+    def reachable(self, bot: str) -> list[str]:
+        """Names of the templates `bot`'s prompt uses, through include, import and extends, itself first."""
+        return [name for name in self._reachable(bot, []) if name in self.sources]
+
+    def own_templates(self, bot: str) -> dict[str, str]:
+        """`bot`'s own templates that its prompt uses, by file name (what the manifest keeps)."""
+        prefix = f"{bot}/"
+        return {n.removeprefix(prefix): self.sources[n] for n in sorted(self.reachable(bot)) if n.startswith(prefix)}
+
     def _reachable(self, bot: str, problems: list[Problem]) -> Iterator[str]:
         """The bot's prompt and every template it includes, reporting includes that don't exist."""
         seen: set[str] = set()
@@ -183,17 +192,20 @@ class PromptLibrary:
                 continue
             for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
                 target = getattr(node, "template", None)
-                if not isinstance(target, nodes.Const) or not isinstance(target.value, str):
-                    continue
-                resolved = self.env.join_path(target.value, name)
-                if resolved not in self.sources:
-                    if getattr(node, "ignore_missing", False):
-                        continue
+                # {% include ["a.j2", "b.j2"] %} tries each in turn
+                names = target.items if isinstance(target, nodes.List | nodes.Tuple) else [target]
+                if not all(isinstance(t, nodes.Const) and isinstance(t.value, str) for t in names):
+                    # Only the templates a build can see being used are shipped in the manifest.
                     problems.append(Problem(rel_path(name), node.lineno,
-                                            f"template {target.value!r} not found in "
+                                            "template names must be literal strings, e.g. {% include "
+                                            "\"part.j2\" %}: the build ships only the templates it sees used"))
+                    continue
+                found = [self.env.join_path(t.value, name) for t in names]  # type: ignore[union-attr]
+                todo += [r for r in found if r in self.sources]
+                if not any(r in self.sources for r in found) and not getattr(node, "ignore_missing", False):
+                    problems.append(Problem(rel_path(name), node.lineno,
+                                            f"template {names[0].value!r} not found in "  # type: ignore[union-attr]
                                             f"bots/{name.split('/')[0]}/ or bots/{SHARED_DIR}/"))
-                else:
-                    todo.append(resolved)
 
 
 def _declared_names(tree: nodes.Template) -> set[str]:

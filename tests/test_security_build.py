@@ -196,3 +196,10 @@ def test_only_reachable_templates_go_into_the_manifest(project: Path) -> None:
     assert sorted(result.manifest.bots["Alpha"].templates) == ["base.j2", "macros.j2", "part.j2", "system.md.j2"]
     assert sorted(result.manifest.shared_templates) == ["used.j2"]
     assert (project / "build/prompts/Alpha.md").read_text() == "[part macro]"
+
+
+def test_a_dynamic_template_name_is_a_located_error(project: Path) -> None:
+    (project / "bots" / "Alpha" / "system.md.j2").write_text('Hi.\n{% include vars.part %}')
+    with pytest.raises(PolybotError) as failed:
+        build(project, project / "build")
+    assert str(failed.value.problems[0]).startswith("bots/Alpha/system.md.j2:2: template names must be literal")
