@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 import sys
 from collections.abc import Iterable
@@ -190,3 +191,30 @@ def clean_request(request: T) -> T:
             if attachment.parsed_content is not None:
                 attachment.parsed_content = clean_text(attachment.parsed_content)
     return request
+
+
+# --- secrets in provider headers ---------------------------------------------------------------------
+
+_SECRET_NAME = re.compile(r"auth|\bkey\b|api[-_]?key|token|secret|passw|cookie|session|credential|signature", re.I)
+_SECRET_VALUE = re.compile(r"^(bearer|basic|token|digest)\s+\S|^(sk|pk|rk|ghp|gho|glpat|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{8,}",
+                           re.I)
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_literal_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Refuse a literal header value that looks like a secret: providers.toml and the manifest are
+    committed files. The error names the `headers_env` line that fixes it."""
+    for name, value in headers.items():
+        if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value.strip()):
+            variable = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") or "HEADER_VALUE"
+            raise ValueError(f"{name!r} looks like a secret, and headers are copied into build/manifest.json; "
+                             f"read it from the environment instead: headers_env = {{ \"{name}\" = \"{variable}\" }} "
+                             f"and set {variable} (in .env, or as a secret where you deploy)")
+    return headers
+
+
+def check_header_variables(headers_env: dict[str, str]) -> dict[str, str]:
+    for name, variable in headers_env.items():
+        if not _VARIABLE.match(variable):
+            raise ValueError(f"{name!r}: expected an environment variable name but received {variable!r}")
+    return headers_env

@@ -203,3 +203,38 @@ def test_a_dynamic_template_name_is_a_located_error(project: Path) -> None:
     with pytest.raises(PolybotError) as failed:
         build(project, project / "build")
     assert str(failed.value.problems[0]).startswith("bots/Alpha/system.md.j2:2: template names must be literal")
+
+
+# --- finding 6: secrets in provider headers ----------------------------------------------------------
+
+
+def gateway(root: Path, table: str) -> None:
+    (root / "providers.toml").write_text('[gateway]\nkind = "openai"\napi_base = "http://127.0.0.1:9/v1"\n'
+                                         'api_key_env = "GATEWAY_KEY"\ndefault_model = "m"\n' + table)
+    (root / "bots" / "Alpha" / "bot.toml").write_text('provider = "gateway"\n')
+
+
+@pytest.mark.parametrize("header", ['"X-Gateway-Key" = "gw-123456789"', '"Authorization" = "Bearer abc"',
+                                    '"X-Custom" = "sk-live-0123456789abcdef"', '"Cookie" = "session=abc"'])
+def test_a_secret_looking_header_is_a_located_error_with_the_fix(project: Path, header: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    gateway(project, "headers = { " + header + " }\n")
+    assert run(project) == 1
+    err = capsys.readouterr().err
+    assert "providers.toml:6: gateway.headers:" in err and "looks like a secret" in err
+    assert "headers_env = {" in err
+    assert not (project / "build" / "manifest.json").exists()
+
+
+def test_headers_env_keeps_the_value_out_of_files_and_reaches_the_provider(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from polybot.config import load_providers
+
+    gateway(project, 'headers = { "X-Team" = "bots" }\nheaders_env = { "X-Gateway-Key" = "GATEWAY_HEADER" }\n')
+    monkeypatch.setenv("GATEWAY_HEADER", "gw-secret-value-42")
+    assert run(project) == 0
+    everything = b"".join(p.read_bytes() for p in (project / "build").rglob("*") if p.is_file())
+    assert b"gw-secret-value-42" not in everything and b"GATEWAY_HEADER" in everything
+    config = load_providers(project)[0]["gateway"]
+    assert config.request_headers() == {"X-Team": "bots", "X-Gateway-Key": "gw-secret-value-42"}
+    assert config.request_headers({}) == {"X-Team": "bots"}

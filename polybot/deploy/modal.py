@@ -81,6 +81,7 @@ def variables(manifest: Manifest) -> list[str]:
     """Names (never values) of every variable the deployed app needs."""
     names = {spec.access_key_env for spec in manifest.bots.values()}
     names |= {p.api_key_env for p in manifest.providers.values() if p.api_key_env}
+    names |= {v for p in manifest.providers.values() for v in p.headers_env.values()}
     return sorted(names)
 
 
