@@ -150,7 +150,8 @@ def check_percent(template: str, values: Any) -> None:
                 raise SecurityError(f"the format width {number} is too large for a template")
     items = values if isinstance(values, tuple) else tuple(values.values()) if isinstance(values, dict) \
         else (values,)
-    check_numbers(items)
+    if any("*" in field for field in fields):  # `%*s`: the width comes from the values
+        check_numbers(items)
     _check_formatted(template, len(fields), items)
 
 
@@ -164,12 +165,15 @@ def _check_formatted(template: str, fields: int, values: Iterable[Any]) -> None:
 def check_format(template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """`template.format(...)`: no huge width or precision, no huge result."""
     fields = 0
+    nested = False
     for _, field, spec, _ in string.Formatter().parse(template):
         fields += field is not None
+        nested = nested or "{" in (spec or "")
         for number in re.findall(r"\d+", spec or ""):
             if int(number) > MAX_PROMPT_CHARS:
                 raise SecurityError(f"the format width {number} is too large for a template")
-    check_numbers((*args, *kwargs.values()))
+    if nested:  # `{:>{w}}`: the width comes from the arguments
+        check_numbers((*args, *kwargs.values()))
     _check_formatted(template, fields, (*args, *kwargs.values()))
 
 
@@ -198,9 +202,10 @@ def joined(separator: Any, items: Any) -> list[Any]:
 
 def check_method(owner: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """Checks before calling a method of a str, bytes or container; returns the args to call with."""
-    check_numbers((*args, *kwargs.values()))
     if isinstance(owner, str | bytes):
-        if name == "replace" and len(args) >= 2:
+        if name in ("center", "ljust", "rjust", "zfill"):
+            check_numbers((*args, *kwargs.values()))
+        elif name == "replace" and len(args) >= 2:
             if replaced_size(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count")) \
                     > MAX_PROMPT_CHARS:
                 raise SecurityError(f"replace() makes a string of more than {MAX_PROMPT_CHARS} characters")
@@ -286,11 +291,17 @@ def _check_stringify(value: Any, *args: Any, **kwargs: Any) -> None:
     check_size(value)
 
 
+def _check_center(value: Any, width: Any = 80) -> None:
+    check_size(value)
+    check_numbers((width,))
+
+
 _BEFORE: dict[str, Callable[..., None]] = {
     "indent": _check_indent, "replace": _check_replace, "wordwrap": _check_wordwrap,
     "format": _check_format, "urlize": _check_urlize,
     **{name: _check_stringify for name in ("string", "pprint", "tojson", "urlencode", "xmlattr", "e",
-                                          "escape", "forceescape", "safe", "list", "center", "title")},
+                                          "escape", "forceescape", "safe", "list", "title")},
+    "center": _check_center,
 }
 
 
@@ -304,7 +315,6 @@ def guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         budget.step()
-        check_numbers((*args[skip + 1:], *kwargs.values()))
         if name == "join" and len(args) > skip:
             separator = args[skip + 1] if len(args) > skip + 1 else kwargs.get("d", "")
             args = (*args[:skip], joined(separator, args[skip]), *args[skip + 1:])

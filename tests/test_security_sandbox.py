@@ -70,3 +70,11 @@ def test_ordinary_templates_still_render() -> None:
         "{{ 2 ** 10 }}|{{ 'ab'|center(6) }}|{{ 'a b'|replace(' ', '_') }}|{{ lipsum(1, false, 3, 4)|length > 0 }}")})
     out = library.render("Bot", {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})
     assert out == "1:A 2:B |hi x|    a|a+b|x2|[1, 2, 3]|1024|  ab  |a_b|True"
+
+
+def test_large_numbers_where_they_cannot_grow_anything_are_fine() -> None:
+    library = PromptLibrary()
+    library.set_files("Bot", {"system.md.j2": (
+        "{{ '%d' % 5000000 }} {{ vars.get('x', 5000000) }} {{ none|default(5000000, true) }} {{ '{:d}'.format(5000000) }} "
+        "{{ 'abc'.find('c', 0, 5000000) }} {{ 'abc'|truncate(5000000) }} {{ 5000000|filesizeformat }}")})
+    assert library.render("Bot", {"vars": {}}) == "5000000 5000000 5000000 5000000 2 abc 5.0 MB"
