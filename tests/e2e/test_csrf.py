@@ -91,3 +91,20 @@ def test_a_page_on_another_port_cannot_spend_the_developers_keys(project: Path, 
         finally:
             browser.close()
     assert KEY not in "\n".join(output)
+
+
+def test_allow_host_adds_a_name_whose_callers_need_a_key(project: Path) -> None:
+    """`--allow-host` (which replaced `--open-playground`) never opens keyless bots or the playground."""
+    import httpx
+
+    from tests.e2e.helpers import query
+
+    body = query("hi").model_dump(mode="json")
+    with polybot_process("dev", "--allow-host", "tunnel.example.test", project=project,
+                         env={"OPENAI_API_KEY": KEY, "POE_ACCESS_KEY_SPENDER": ""}) as (base, _):
+        port = base.rsplit(":", 1)[1]
+        tunnel = {"host": f"tunnel.example.test:{port}", "authorization": "Bearer x"}
+        refused = httpx.post(base + "/Spender", json=body, headers=tunnel)
+        assert refused.status_code == 403 and "POE_ACCESS_KEY_SPENDER" in refused.json()["detail"]
+        assert httpx.get(base + "/", headers={"host": f"tunnel.example.test:{port}"}).status_code == 403
+        assert httpx.get(base + "/healthz", headers={"host": f"other.example.test:{port}"}).status_code == 403
