@@ -27,8 +27,8 @@ from jinja2.visitor import NodeTransformer
 MAX_RENDER_SECONDS = 1.0
 MAX_PROMPT_CHARS = 1_000_000  # the prompt, and any one string a template makes
 MAX_TOTAL_CHARS = 20_000_000  # everything a render makes, all together
-MAX_STEPS = 300_000  # loop iterations, calls, operators, filters and outputs, all together
-MAX_ITEMS = 1_000_000  # elements of a list, dict or set a template grows
+MAX_STEPS = 1_000_000  # loop iterations, calls, operators, filters and outputs, all together
+MAX_ITEMS = 200_000  # elements of a list, dict or set a template makes or grows
 MAX_LOOP_ITEMS = 100_000  # range() elements, all calls together
 MAX_REPEAT = 100_000  # "x" * n and [..] * n
 MAX_EXPONENT = 100
@@ -241,15 +241,16 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             raise SecurityError(f"{left.bit_length()}-bit number ** {right} is too large for a template")
     elif operator == "*":
         for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, SIZED) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+            if isinstance(seq, SIZED) and isinstance(n, int) and len(seq) * n > max(MAX_REPEAT, len(seq)):
                 raise SecurityError(f"repeating a sequence {n} times is too large for a template")
         if isinstance(left, int) and isinstance(right, int) and \
                 left.bit_length() + right.bit_length() > MAX_INT_BITS:
             raise SecurityError("the product is too large a number for a template")
     elif operator == "+":
-        if isinstance(left, SIZED) and isinstance(right, SIZED) and \
-                len(left) + len(right) > MAX_PROMPT_CHARS:
-            raise SecurityError(f"concatenating makes a value of more than {MAX_PROMPT_CHARS} characters")
+        if isinstance(left, SIZED) and isinstance(right, SIZED):
+            limit = MAX_PROMPT_CHARS if isinstance(left, str | bytes) else MAX_ITEMS
+            if len(left) + len(right) > limit:
+                raise SecurityError(f"concatenating makes a value of more than {limit} characters or items")
     elif operator == "%" and isinstance(left, str):
         check_percent(left, right)
 
@@ -281,10 +282,31 @@ def _check_format(value: Any, *args: Any, **kwargs: Any) -> None:
         check_percent(value, args or kwargs)
 
 
+def _check_items(value: Any, *args: Any, **kwargs: Any) -> None:
+    """Filters that copy, sort or regroup every element: at most MAX_ITEMS of them."""
+    if isinstance(value, str | bytes | list | tuple | dict | set) and len(value) > MAX_ITEMS:
+        raise SecurityError(f"the template works on more than {MAX_ITEMS} items at once")
+
+
+def _check_sum(value: Any, attribute: Any = None, start: Any = 0) -> None:
+    """Summing sequences concatenates them: the total stays within MAX_ITEMS."""
+    _check_items(value)
+    if isinstance(start, SIZED) and isinstance(value, list | tuple):
+        total = len(start) + sum(len(v) for v in value if isinstance(v, SIZED))
+        if total > MAX_ITEMS:
+            raise SecurityError(f"sum makes a sequence of more than {MAX_ITEMS} items")
+
+
+def _check_striptags(value: Any, *args: Any, **kwargs: Any) -> None:
+    text = str(value) if isinstance(value, str) else ""
+    if len(text) * text.count("<") > 200_000_000:  # markupsafe's striptags is quadratic in tags
+        raise SecurityError("striptags on this much markup is too slow for a template")
+
+
 def _check_urlize(value: Any, *args: Any, **kwargs: Any) -> None:
     extra = sum(size_of(a) for a in (*args, *kwargs.values()) if isinstance(a, str))
-    if isinstance(value, str) and len(value) * (4 + extra) > MAX_TOTAL_CHARS:
-        raise SecurityError("urlize makes too large a string for a template")
+    if isinstance(value, str) and (len(value) > 200_000 or len(value) * (4 + extra) > MAX_TOTAL_CHARS):
+        raise SecurityError("urlize on this much text is too slow for a template")
 
 
 def _check_stringify(value: Any, *args: Any, **kwargs: Any) -> None:
@@ -298,7 +320,10 @@ def _check_center(value: Any, width: Any = 80) -> None:
 
 _BEFORE: dict[str, Callable[..., None]] = {
     "indent": _check_indent, "replace": _check_replace, "wordwrap": _check_wordwrap,
-    "format": _check_format, "urlize": _check_urlize,
+    "format": _check_format, "urlize": _check_urlize, "striptags": _check_striptags, "sum": _check_sum,
+    **{name: _check_items for name in ("sort", "unique", "batch", "slice", "groupby", "dictsort", "reverse",
+                                      "map", "select", "reject", "selectattr", "rejectattr", "random", "min",
+                                      "max", "items")},
     **{name: _check_stringify for name in ("string", "pprint", "tojson", "urlencode", "xmlattr", "e",
                                           "escape", "forceescape", "safe", "list", "title")},
     "center": _check_center,
