@@ -14,9 +14,10 @@ import secrets
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from starlette.types import Scope
+if TYPE_CHECKING:
+    from starlette.types import Scope
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 #: Headers a proxy adds: a request carrying one did not come from this machine's own browser.
