@@ -315,7 +315,11 @@ def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
         result = compile_project(root, reduced)
     expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {MANIFEST, CONSTRAINTS, RECORD}
     result.outputs[CONSTRAINTS] = constraints().encode()
-    result.outputs[RECORD] = (json.dumps({"files": sorted(expected)}, indent=2) + "\n").encode()
+    schema = _digest(json.dumps(Manifest.model_json_schema(), sort_keys=True))
+    record = (json.dumps({"files": sorted(expected), "schema": schema}, indent=2) + "\n").encode()
+    if MANIFEST not in result.outputs and _record_schema(out) != schema:
+        result.outputs[MANIFEST] = result.manifest.dumps()  # same content, new manifest format
+    result.outputs[RECORD] = record
     recorded = recorded_outputs(out)
     rel_out = _display(out, root)
     if check:
@@ -359,13 +363,18 @@ def check_out_folder(root: Path, out: Path) -> None:
 
 
 def _made_by_polybot(out: Path) -> bool:
-    if (out / RECORD).is_file():
-        return True
-    try:  # a build from before polybot recorded its outputs
-        load_manifest(out / MANIFEST)
-        return True
-    except PolybotError:
-        return False
+    return (out / RECORD).is_file() or _legacy_bots(out) is not None
+
+
+def _legacy_bots(out: Path) -> list[str] | None:
+    """The bot names in out/manifest.json of a build from before the record (any schema version)."""
+    try:
+        data = json.loads((out / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "format" not in data or not isinstance(data.get("bots"), dict):
+        return None
+    return [name for name in data["bots"] if isinstance(name, str)]
 
 
 def recorded_outputs(out: Path) -> set[str]:
@@ -375,11 +384,18 @@ def recorded_outputs(out: Path) -> set[str]:
         return {f for f in files if isinstance(f, str) and _inside(f)}
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    try:  # no record yet: the manifest and the prompts of the bots it names
-        manifest = load_manifest(out / MANIFEST)
-    except PolybotError:
+    bots = _legacy_bots(out)  # no record yet: the manifest and the prompts of the bots it names
+    if bots is None:
         return set()
-    return {MANIFEST} | {f"prompts/{name}.md" for name in manifest.bots}
+    return {MANIFEST} | {f"prompts/{name}.md" for name in bots if _inside(f"prompts/{name}.md")}
+
+
+def _record_schema(out: Path) -> str | None:
+    try:
+        schema = json.loads((out / RECORD).read_text("utf-8")).get("schema")
+        return schema if isinstance(schema, str) else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _inside(rel: str) -> bool:
