@@ -10,9 +10,9 @@ from pathlib import Path
 
 import fastapi_poe as fp
 from fastapi import FastAPI
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polybot.bot import PolyPoeBot, Runtime
@@ -62,7 +62,8 @@ class BotServer:
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            # A bot whose key is unset answers anyone: `serve` refuses that unless told otherwise.
+            # A bot whose key is unset answers anyone (dev: loopback only, see _Guard); `serve`
+            # refuses that unless told otherwise.
             fp.make_app([bot], allow_without_key=True, app=self.app)
         finally:
             quiet.setLevel(level)
