@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import fastapi_poe as fp
+from sse_starlette import ServerSentEvent
 
 from polybot.controls import OVERRIDABLE, default_params, parameter_controls
 from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
 from polybot.hookloader import Hooks, hook_problem
 from polybot.manifest import BotSpec
 from polybot.prompts import PromptLibrary, render_problem
-from polybot.providers.base import ChatRequest, Message
+from polybot.providers.base import ChatRequest, Message, Origin
 from polybot.reliability import Event, ProviderPool, Step, stream_chain
 
 log = logging.getLogger("polybot")
@@ -54,12 +55,21 @@ class Runtime:
             yield fp.ErrorResponse(text=f"provider {self.spec.provider!r} cannot load its SDK ({exc.name}); "
                                    "reinstall polybot", allow_retry=False)
             return
+        if request.skip_system_prompt:
+            system = ""
         stop = tuple(request.stop_sequences)
+        origin = Origin(request.user_id, request.conversation_id, request.message_id, request.metadata,
+                        access_key=self.environ.get(self.spec.access_key_env) or None,
+                        access_key_env=self.spec.access_key_env)
+        temperature = params.get("temperature", self.spec.temperature)
+        if temperature is None:
+            temperature = request.temperature  # Poe's own, when the bot pins none
         chain = [self._step(self.spec.provider, _override_model(self.spec, params), system, messages,
-                            params, stop, primary=True)]
-        chain += [self._step(fb.provider, fb.model or "", system, messages, params, stop, primary=False)
+                            params, stop, origin, temperature, primary=True)]
+        chain += [self._step(fb.provider, fb.model or "", system, messages, params, stop, origin, temperature,
+                             primary=False)
                   for fb in self.spec.fallback]
-        async for event in stream_chain(self.spec.name, chain, self.pool):
+        async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking):
             yield event
 
     def render_prompt(self, request: fp.QueryRequest, params: dict[str, Any]) -> str:
@@ -78,19 +88,17 @@ class Runtime:
         return f"{prompt.rstrip()}\n\n{extra}" if extra else prompt
 
     def messages_for(self, request: fp.QueryRequest) -> list[Message]:
-        provider = self.pool.get(self.spec.provider)
-        messages = to_messages(request.query, images=provider.supports_images,
-                               alternate=provider.requires_alternation)
+        messages = to_messages(request.query, self.spec.name)
         if self.hooks is not None and self.hooks.messages is not None:
             messages = list(self._call_hook("messages", self.hooks.messages, messages, request))
         return messages
 
     def _step(self, provider: str, model: str, system: str, messages: list[Message],
-              params: dict[str, Any], stop: tuple[str, ...], *, primary: bool) -> Step:
+              params: dict[str, Any], stop: tuple[str, ...], origin: Origin, temperature: Any, *,
+              primary: bool) -> Step:
         spec = self.spec
         config = self.pool.configs[provider]
         extra = dict(spec.params) if primary else {}
-        temperature = params.get("temperature", spec.temperature)
         max_tokens = params.get("max_tokens", spec.max_tokens)
         return Step(provider, ChatRequest(
             model=model or config.default_model or "",
@@ -100,8 +108,7 @@ class Runtime:
             max_tokens=int(max_tokens) if max_tokens is not None else None,
             stop=stop,
             params={**config.params, **extra},
-            poe_access_key=self.environ.get(spec.access_key_env) or None,
-            poe_access_key_env=spec.access_key_env,
+            origin=origin,
         ))
 
     def _call_hook(self, name: str, fn: Any, *args: Any) -> Any:
@@ -145,7 +152,22 @@ class Runtime:
     def settings(self) -> fp.SettingsResponse:
         poe = self.spec.poe
         values = poe.model_dump(exclude={"access_key_env", "suggested_replies"}, exclude_none=True)
+        values["server_bot_dependencies"] = self.dependencies()
         return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls))
+
+    def dependencies(self) -> dict[str, int]:
+        """Poe bots this bot calls: one call per reply for every `poe`-kind link of its chain
+        (fallbacks included), merged with `[poe] server_bot_dependencies` (explicit counts win)."""
+        found: dict[str, int] = {}
+        links = [(self.spec.provider, self.spec.model)]
+        links += [(fb.provider, fb.model or "") for fb in self.spec.fallback]
+        for provider, model in links:
+            config = self.pool.configs.get(provider)
+            if config is not None and config.kind == "poe":
+                name = model or config.default_model or ""
+                if name:
+                    found[name] = max(found.get(name, 0), 1)
+        return {**found, **self.spec.poe.server_bot_dependencies}
 
 
 class _HookOrTemplateError(Exception):
@@ -188,7 +210,11 @@ class PolyPoeBot(fp.PoeBot):
         self, request: fp.QueryRequest, context: fp.RequestContext
     ) -> AsyncIterator[Any]:
         async for event in self.runtime.respond(request):
-            yield event
+            if event.data is not None and not event.text and not isinstance(event, fp.ErrorResponse):
+                # A called bot's `json` event, relayed as one (fastapi_poe has no response type for it).
+                yield ServerSentEvent(data=json.dumps(event.data), event="json")
+            else:
+                yield event
 
     async def get_settings(self, setting: fp.SettingsRequest) -> fp.SettingsResponse:
         return self.runtime.settings()

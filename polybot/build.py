@@ -104,6 +104,8 @@ def compile_bot(
     if config is not None:
         model = _check_provider(project.providers, config.provider, config.model, text, rel_toml, (),
                                 out.problems)
+        if model is not None:
+            out.problems += _check_options(project.providers[config.provider], model, config, text, rel_toml)
         for i, fb in enumerate(config.fallback):
             fb_model = _check_provider(project.providers, fb.provider, fb.model, text, rel_toml,
                                        ("fallback", i), out.problems)
@@ -156,6 +158,7 @@ def compile_bot(
         temperature=config.temperature,
         max_tokens=config.max_tokens,
         params=config.params,
+        show_thinking=config.show_thinking,
         vars=config.vars,
         fallback=fallbacks,
         poe=config.poe,
@@ -199,6 +202,23 @@ def _check_provider(
                                 f"{', '.join(provider.models)}"))
         return None
     return resolved
+
+
+def _check_options(provider: ProviderConfig, model: str, config: BotConfig, text: str,
+                   rel: str) -> list[Problem]:
+    """`params` against the adapter's declared options, and its model rules (SPEC §6, STYLE #12)."""
+    from polybot.providers import adapter_class
+
+    adapter = adapter_class(provider.kind)
+    if adapter is None:
+        return []
+    params = {**provider.params, **config.params}
+    problems = [Problem(p.path, p.line, f"{p.message}; options polybot does not know go under "
+                        "params.extra_body, unchecked" if "unknown key" in p.message else p.message)
+                for p in validate_model(adapter.Options, config.params, text, rel, ("params",))[1]]
+    for key, message in adapter.rules(model, config.temperature, config.max_tokens, params):
+        problems.append(Problem(rel, locate(text, tuple(key.split("."))), message))
+    return problems
 
 
 def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, Any], text: str, rel: str,
@@ -260,6 +280,7 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
         bots=specs,
     )
     unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
+        previous.format == manifest.format and \
         previous.providers == manifest.providers and \
         previous.shared_templates == manifest.shared_templates and previous.bots.keys() == specs.keys() and \
         all(previous.bots[name] is spec for name, spec in specs.items())

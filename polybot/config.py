@@ -33,6 +33,8 @@ class ProviderConfig(_Strict):
     params: dict[str, Any] = {}
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    #: Whether the models take images; unset: the model table in polybot/providers/models.py.
+    vision: bool | None = None
 
     @field_validator("kind")
     @classmethod
@@ -62,6 +64,7 @@ class PoeConfig(_Strict):
     enable_image_comprehension: bool | None = None
     expand_text_attachments: bool | None = None
     enforce_author_role_alternation: bool | None = None
+    enable_multi_entity_prompting: bool | None = None
     server_bot_dependencies: dict[str, int] = {}
     suggested_replies: bool | None = None
 
@@ -76,6 +79,8 @@ class BotConfig(_Strict):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
     params: dict[str, Any] = {}
+    #: Stream the model's reasoning first, as a Markdown blockquote (hidden by default).
+    show_thinking: bool = False
     vars: dict[str, Any] = {}
     fallback: list[Fallback] = []
     poe: PoeConfig = PoeConfig()

@@ -11,7 +11,7 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 1
+FORMAT = 2  # bump when the manifest changes shape: a build then rewrites it whole
 
 
 class BotSpec(BaseModel):
@@ -27,6 +27,7 @@ class BotSpec(BaseModel):
     temperature: float | None
     max_tokens: int | None
     params: dict[str, Any]
+    show_thinking: bool = False
     vars: dict[str, Any]
     fallback: list[Fallback]
     poe: PoeConfig

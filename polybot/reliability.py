@@ -17,12 +17,25 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import get_args
 
 import fastapi_poe as fp
+from fastapi_poe.types import ErrorType
 
 from polybot.config import ProviderConfig
 from polybot.providers import create_provider
-from polybot.providers.base import ChatRequest, Provider, ProviderError, Usage
+from polybot.providers.base import (
+    ChatRequest,
+    Chunk,
+    DataOut,
+    FileOut,
+    Provider,
+    ProviderError,
+    Refused,
+    Replace,
+    Thinking,
+    Usage,
+)
 
 log = logging.getLogger("polybot.reply")
 
@@ -33,7 +46,14 @@ MAX_WAIT = 30.0
 #: First token and idle gaps are bounded by min(timeout, GAP_CAP).
 GAP_CAP = 30.0
 
+#: A relayed `json` event travels as a PartialResponse with `data` and no text (bot.py sends it).
 Event = fp.PartialResponse | fp.ErrorResponse
+
+#: fastapi_poe's ErrorType values.
+POE_ERROR_TYPES = frozenset(get_args(ErrorType))
+
+#: Shown after a reply the provider cut at its token limit (SPEC §6 `truncated`).
+TRUNCATED_NOTICE = "\n\n_(This reply was cut short: it reached the model's output limit.)_"
 
 
 class ProviderPool:
@@ -71,9 +91,38 @@ class Step:
 class _Failure:
     message: str
     retryable: bool
+    refused: bool = False
+    error_type: str | None = None
 
 
-async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> AsyncIterator[Event]:
+class _Quote:
+    """Streams reasoning as a Markdown blockquote: every line starts with `>`."""
+
+    def __init__(self) -> None:
+        self.open = False  # inside the quote
+        self.at_line_start = True
+
+    def thinking(self, text: str) -> str:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start:
+                out.append("> ")
+            out.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        self.open = True
+        return "".join(out)
+
+    def close(self) -> str:
+        """Text that ends the quote before the answer starts."""
+        if not self.open:
+            return ""
+        self.open = False
+        self.at_line_start = True
+        return "\n\n"
+
+
+async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
+                       show_thinking: bool = False) -> AsyncIterator[Event]:
     """Stream one whole reply from the first step that succeeds."""
     started = time.monotonic()
     attempts = 0
@@ -98,19 +147,36 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                 usage = Usage()
                 replacing = sent  # a failover after text was sent replaces the partial reply
                 this_attempt_sent = False
+                quote = _Quote()
                 try:
                     # aclosing: a client that disconnects closes the provider stream at once.
                     async with aclosing(_bounded(provider.stream(step.request, usage), config)) as chunks:
                         async for chunk in chunks:
+                            event = _event(chunk, quote, show_thinking, replacing)
+                            if event is None:
+                                continue
                             if first_token is None:
                                 first_token = time.monotonic() - started
-                            yield fp.PartialResponse(text=chunk, is_replace_response=replacing)
-                            replacing = False
-                            sent = this_attempt_sent = True
-                    outcome = "ok"
+                            yield event
+                            if isinstance(event, fp.PartialResponse) and event.text:
+                                replacing = False
+                                sent = this_attempt_sent = True
+                    if usage.outcome == "tool_call":
+                        outcome = "tool_call"
+                        names = ", ".join(repr(n) for n in usage.tool_calls) or "a tool"
+                        yield fp.ErrorResponse(text=f"The model asked to call {names}, but {bot} declares no "
+                                               "tools; add `tools` to its bot.toml or change the prompt",
+                                               allow_retry=False)
+                        return
+                    outcome = usage.outcome
+                    if outcome == "truncated":
+                        yield fp.PartialResponse(text=TRUNCATED_NOTICE)
                     return
+                except Refused as exc:
+                    failure = _Failure(exc.message, False, refused=True)
+                    retry_after = None
                 except ProviderError as exc:
-                    failure = _Failure(exc.message, exc.retryable)
+                    failure = _Failure(exc.message, exc.retryable, error_type=exc.error_type)
                     retry_after = exc.retry_after
                 except TimeoutError as exc:
                     failure = _Failure(f"{step.provider} {exc.args[0] if exc.args else 'timed out'}", True)
@@ -129,6 +195,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                 if wait is None:
                     break
                 await asyncio.sleep(wait)
+        if failures and all(f.refused for f in failures):
+            outcome = "refused"
         yield _final_error(failures, sent)
     finally:
         record = {
@@ -136,13 +204,34 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
             "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome,
             "ttft_ms": None if first_token is None else round(first_token * 1000),
             "duration_ms": round((time.monotonic() - started) * 1000),
+            "finish_reason": usage.finish_reason,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
         }
         # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
         log.info("%s", json.dumps(record), extra={"reply": record})
 
 
-async def _bounded(stream: AsyncIterator[str], config: ProviderConfig) -> AsyncGenerator[str, None]:
+def _event(chunk: Chunk, quote: _Quote, show_thinking: bool, replacing: bool) -> Event | None:
+    """The Poe event for one chunk of a provider stream (None: nothing to send)."""
+    if isinstance(chunk, str):
+        text = quote.close() + chunk
+        return fp.PartialResponse(text=text, is_replace_response=replacing)
+    if isinstance(chunk, Thinking):
+        if not show_thinking or not chunk.text:
+            return None
+        return fp.PartialResponse(text=quote.thinking(chunk.text), is_replace_response=replacing)
+    if isinstance(chunk, Replace):
+        return fp.PartialResponse(text=chunk.text, is_replace_response=True)
+    if isinstance(chunk, FileOut):
+        return fp.PartialResponse(text="", attachment=fp.Attachment(
+            url=chunk.url, content_type=chunk.content_type, name=chunk.name, inline_ref=chunk.inline_ref))
+    if isinstance(chunk, DataOut):
+        return fp.PartialResponse(text="", data=dict(chunk.data))
+    return None
+
+
+async def _bounded(stream: AsyncIterator[Chunk], config: ProviderConfig) -> AsyncGenerator[Chunk, None]:
     """Bound the first token, every idle gap and the whole reply; always close the stream."""
     gap = min(config.timeout, GAP_CAP)
     deadline = time.monotonic() + config.timeout
@@ -183,7 +272,9 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
 
 def _final_error(failures: list[_Failure], sent: bool) -> fp.ErrorResponse:
     messages = list(dict.fromkeys(f.message for f in failures))
-    retryable = sent or any(f.retryable for f in failures)
+    refused = bool(failures) and all(f.refused for f in failures)
+    retryable = not refused and (sent or any(f.retryable for f in failures))
     prefix = "The reply was cut off: " if sent else ""
     text = prefix + "; ".join(messages) if messages else "No provider could answer."
-    return fp.ErrorResponse(text=text, allow_retry=retryable)
+    error_type = next((f.error_type for f in reversed(failures) if f.error_type in POE_ERROR_TYPES), None)
+    return fp.ErrorResponse(text=text, allow_retry=retryable, error_type=error_type)  # type: ignore[arg-type]
