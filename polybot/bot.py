@@ -19,7 +19,7 @@ from polybot.hookloader import Hooks, hook_problem
 from polybot.manifest import BotSpec
 from polybot.prompts import PromptLibrary, render_problem
 from polybot.providers.base import ChatRequest, Message, Origin
-from polybot.reliability import Event, ProviderPool, Step, stream_chain
+from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, stream_chain
 
 log = logging.getLogger("polybot")
 
@@ -42,7 +42,7 @@ class Runtime:
     def provider(self) -> Any:
         return self.pool.get(self.spec.provider)
 
-    async def complete(self, request: fp.QueryRequest) -> AsyncIterator[Event]:
+    async def complete(self, request: fp.QueryRequest, info: ReplyInfo | None = None) -> AsyncIterator[Event]:
         """The reply a bot without `respond` gives: render, map, stream with failover."""
         params = chosen_params(self.spec, request)
         try:
@@ -69,7 +69,8 @@ class Runtime:
         chain += [self._step(fb.provider, fb.model or "", system, messages, params, stop, origin, temperature,
                              primary=False)
                   for fb in self.spec.fallback]
-        async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking):
+        async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
+                                        info=info):
             yield event
 
     def render_prompt(self, request: fp.QueryRequest, params: dict[str, Any]) -> str:
@@ -120,15 +121,17 @@ class Runtime:
             raise _HookOrTemplateError(str(hook_problem(exc, path, self.hooks.rel_path, f"{name}() failed"))) \
                 from None
 
-    async def respond(self, request: fp.QueryRequest) -> AsyncIterator[Event | fp.MetaResponse]:
-        """Every event of one reply. Never raises: failures become error events."""
+    async def respond(self, request: fp.QueryRequest,
+                      info: ReplyInfo | None = None) -> AsyncIterator[Event | fp.MetaResponse]:
+        """Every event of one reply. Never raises: failures become error events. `info` receives
+        the outcome and usage once the reply has ended."""
         spec = self.spec
         if spec.poe.suggested_replies is not None:
             yield fp.MetaResponse(text="", suggested_replies=spec.poe.suggested_replies)
         if last_user_text(request).strip().lower() == "bot info":
             yield fp.PartialResponse(text=json.dumps(spec.metadata(), indent=2))
             return
-        source = self.complete(request)
+        source = self.complete(request, info)
         if self.hooks is not None and self.hooks.respond is not None:
             source = self._respond_hook(request)
         try:

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import get_args
 
 import fastapi_poe as fp
@@ -121,9 +121,19 @@ class _Quote:
         return "\n\n"
 
 
+@dataclass(slots=True)
+class ReplyInfo:
+    """How a reply went, for callers that report it in their own protocol (the OpenAI endpoint)."""
+
+    outcome: str = "error"  # ok | truncated | refused | tool_call | error
+    usage: Usage = field(default_factory=Usage)
+    provider: str = ""
+    model: str = ""
+
+
 async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
-                       show_thinking: bool = False) -> AsyncIterator[Event]:
-    """Stream one whole reply from the first step that succeeds."""
+                       show_thinking: bool = False, info: ReplyInfo | None = None) -> AsyncIterator[Event]:
+    """Stream one whole reply from the first step that succeeds; `info` is filled in at the end."""
     started = time.monotonic()
     attempts = 0
     sent = False  # text has reached the user
@@ -208,6 +218,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
         }
+        if info is not None:
+            info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
         # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
         log.info("%s", json.dumps(record), extra={"reply": record})
 
