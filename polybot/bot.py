@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from polybot.conversation import last_user_text, poe_system_text, template_conte
 from polybot.hookloader import Hooks, hook_problem
 from polybot.manifest import BotSpec
 from polybot.prompts import PromptLibrary, render_problem
-from polybot.providers.base import ChatRequest, Message, Origin
-from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, stream_chain
+from polybot.providers.base import ChatRequest, Message, Origin, ToolCall, ToolSpec
+from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, ToolActivity, Tools, stream_chain
+from polybot.tools import ToolBox, load_tools
 
 log = logging.getLogger("polybot")
 
@@ -38,6 +39,12 @@ class Runtime:
     hooks: Hooks | None = None
     root: Path = field(default_factory=Path.cwd)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    toolbox: ToolBox | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.spec.tools and self.hooks is not None:
+            tools, _ = load_tools(self.spec.tools, self.hooks.namespace, self.hooks.rel_path, "", None)
+            self.toolbox = ToolBox(tools, self.root / self.hooks.rel_path, self.hooks.rel_path)
 
     def provider(self) -> Any:
         return self.pool.get(self.spec.provider)
@@ -65,12 +72,14 @@ class Runtime:
         if temperature is None:
             temperature = request.temperature  # Poe's own, when the bot pins none
         chain = [self._step(self.spec.provider, _override_model(self.spec, params), system, messages,
-                            params, stop, origin, temperature, primary=True)]
+                            params, stop, origin, temperature, primary=True, request_tools=request.tools)]
         chain += [self._step(fb.provider, fb.model or "", system, messages, params, stop, origin, temperature,
-                             primary=False)
+                             primary=False, request_tools=request.tools)
                   for fb in self.spec.fallback]
+        tools = Tools(self.toolbox, frozenset(t.function.name for t in request.tools or ()),
+                      self.spec.max_tool_rounds)
         async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
-                                        info=info):
+                                        info=info, tools=tools):
             yield event
 
     def render_prompt(self, request: fp.QueryRequest, params: dict[str, Any]) -> str:
@@ -89,14 +98,14 @@ class Runtime:
         return f"{prompt.rstrip()}\n\n{extra}" if extra else prompt
 
     def messages_for(self, request: fp.QueryRequest) -> list[Message]:
-        messages = to_messages(request.query, self.spec.name)
+        messages = to_messages(request.query, self.spec.name) + tool_round(request)
         if self.hooks is not None and self.hooks.messages is not None:
             messages = list(self._call_hook("messages", self.hooks.messages, messages, request))
         return messages
 
     def _step(self, provider: str, model: str, system: str, messages: list[Message],
               params: dict[str, Any], stop: tuple[str, ...], origin: Origin, temperature: Any, *,
-              primary: bool) -> Step:
+              primary: bool, request_tools: Sequence[fp.ToolDefinition] | None = None) -> Step:
         spec = self.spec
         config = self.pool.configs[provider]
         extra = dict(spec.params) if primary else {}
@@ -110,7 +119,15 @@ class Runtime:
             stop=stop,
             params={**config.params, **extra},
             origin=origin,
+            tools=self._tool_specs(request_tools),
         ))
+
+    def _tool_specs(self, request_tools: Sequence[fp.ToolDefinition] | None) -> tuple[ToolSpec, ...]:
+        """The bot's own tools, then those the Poe request supplies (returned to the caller)."""
+        own = self.toolbox.specs() if self.toolbox is not None else ()
+        theirs = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters.model_dump(
+            exclude_none=True)) for t in request_tools or ())
+        return own + theirs
 
     def _call_hook(self, name: str, fn: Any, *args: Any) -> Any:
         try:
@@ -173,6 +190,17 @@ class Runtime:
         return {**found, **self.spec.poe.server_bot_dependencies}
 
 
+def tool_round(request: fp.QueryRequest) -> list[Message]:
+    """A Poe request that returns results of tools it supplied: the calls and their results."""
+    if not request.tool_calls:
+        return []
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in request.tool_calls)
+    names = {c.id: c.name for c in calls}
+    return [Message("assistant", "", tool_calls=calls)] + [
+        Message("tool", r.content, name=names.get(r.tool_call_id, r.name), tool_call_id=r.tool_call_id)
+        for r in request.tool_results or ()]
+
+
 class _HookOrTemplateError(Exception):
     """A located failure in a template or hook, already phrased for the user."""
 
@@ -213,6 +241,8 @@ class PolyPoeBot(fp.PoeBot):
         self, request: fp.QueryRequest, context: fp.RequestContext
     ) -> AsyncIterator[Any]:
         async for event in self.runtime.respond(request):
+            if isinstance(event, ToolActivity):
+                continue  # shown by the playground and `polybot chat`, not sent to Poe
             if event.data is not None and not event.text and not isinstance(event, fp.ErrorResponse):
                 # A called bot's `json` event, relayed as one (fastapi_poe has no response type for it).
                 yield ServerSentEvent(data=json.dumps(event.data), event="json")

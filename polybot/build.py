@@ -136,6 +136,12 @@ def compile_bot(
                 out.problems.append(hook_problem(exc, hooks_path, rel_hooks, "context() failed"))
                 return out
 
+    if config is not None and config.tools:
+        from polybot.tools import load_tools
+
+        namespace = out.hooks.namespace if out.hooks is not None else {}
+        out.problems += load_tools(config.tools, namespace, f"{folder.rel}/{HOOKS_FILE}", rel_toml,
+                                   locate(text, ("tools",)))[1]
     out.problems += library.check(folder.name, CONTEXT_NAMES | frozenset(extra))
     if out.problems or config is None or model is None:
         return out
@@ -159,6 +165,8 @@ def compile_bot(
         max_tokens=config.max_tokens,
         params=config.params,
         show_thinking=config.show_thinking,
+        tools=config.tools,
+        max_tool_rounds=config.max_tool_rounds,
         vars=config.vars,
         fallback=fallbacks,
         poe=config.poe,

@@ -81,6 +81,9 @@ class BotConfig(_Strict):
     params: dict[str, Any] = {}
     #: Stream the model's reasoning first, as a Markdown blockquote (hidden by default).
     show_thinking: bool = False
+    #: Functions in hooks.py the model may call (SPEC §7), and how many rounds of calls per reply.
+    tools: list[str] = []
+    max_tool_rounds: int = Field(5, ge=1, le=50)
     vars: dict[str, Any] = {}
     fallback: list[Fallback] = []
     poe: PoeConfig = PoeConfig()

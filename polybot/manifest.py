@@ -28,6 +28,8 @@ class BotSpec(BaseModel):
     max_tokens: int | None
     params: dict[str, Any]
     show_thinking: bool = False
+    tools: list[str] = []
+    max_tool_rounds: int = 5
     vars: dict[str, Any]
     fallback: list[Fallback]
     poe: PoeConfig

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import get_args
 
 import fastapi_poe as fp
@@ -26,6 +26,8 @@ from polybot.config import ProviderConfig
 from polybot.providers import create_provider
 from polybot.providers.base import (
     ChatRequest,
+    Message,
+    ToolCall,
     Chunk,
     DataOut,
     FileOut,
@@ -36,6 +38,8 @@ from polybot.providers.base import (
     Thinking,
     Usage,
 )
+
+from polybot.tools import ToolBox
 
 log = logging.getLogger("polybot.reply")
 
@@ -129,13 +133,40 @@ class ReplyInfo:
     usage: Usage = field(default_factory=Usage)
     provider: str = ""
     model: str = ""
+    tool_rounds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """The tools of one reply: the bot's own (run here) and the caller's (returned to it)."""
+
+    box: ToolBox | None = None
+    remote: frozenset[str] = frozenset()
+    max_rounds: int = 5
+
+
+class ToolActivity(fp.PartialResponse):
+    """A tool call and its result, for the playground and `polybot chat` (never sent to Poe)."""
+
+    tool: str = ""
+    arguments: str = ""
+    result: str = ""
+    ok: bool = True
 
 
 async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
-                       show_thinking: bool = False, info: ReplyInfo | None = None) -> AsyncIterator[Event]:
-    """Stream one whole reply from the first step that succeeds; `info` is filled in at the end."""
+                       show_thinking: bool = False, info: ReplyInfo | None = None,
+                       tools: Tools | None = None) -> AsyncIterator[Event]:
+    """Stream one whole reply from the first step that succeeds; `info` is filled in at the end.
+
+    With `tools`, a reply that ends in tool calls runs them and asks the same provider again, up
+    to `max_rounds` times. Tool rounds already done are kept across retries and failover: a call
+    that happened is never made twice.
+    """
     started = time.monotonic()
     attempts = 0
+    rounds = 0
+    done: list[Message] = []  # tool rounds so far: assistant turns with calls, and their results
     sent = False  # text has reached the user
     failures: list[_Failure] = []
     usage = Usage()
@@ -152,15 +183,19 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                                          f"{type(exc).__name__}", retryable=False))
                 continue
             config = provider.config
-            for attempt in range(config.max_retries + 1):
+            attempt = 0
+            while True:  # attempts, and tool rounds, on this step
                 attempts += 1
                 usage = Usage()
                 replacing = sent  # a failover after text was sent replaces the partial reply
                 this_attempt_sent = False
                 quote = _Quote()
+                request = step.request
+                if done:
+                    request = replace(request, messages=request.messages + tuple(done))
                 try:
                     # aclosing: a client that disconnects closes the provider stream at once.
-                    async with aclosing(_bounded(provider.stream(step.request, usage), config)) as chunks:
+                    async with aclosing(_bounded(provider.stream(request, usage), config)) as chunks:
                         async for chunk in chunks:
                             event = _event(chunk, quote, show_thinking, replacing)
                             if event is None:
@@ -172,12 +207,47 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                                 replacing = False
                                 sent = this_attempt_sent = True
                     if usage.outcome == "tool_call":
-                        outcome = "tool_call"
-                        names = ", ".join(repr(n) for n in usage.tool_calls) or "a tool"
-                        yield fp.ErrorResponse(text=f"The model asked to call {names}, but {bot} declares no "
-                                               "tools; add `tools` to its bot.toml or change the prompt",
-                                               allow_retry=False)
-                        return
+                        calls = usage.calls or [ToolCall("", n, "") for n in usage.tool_calls]
+                        remote = [c for c in calls if c.name in (tools.remote if tools else ())]
+                        box = tools.box if tools is not None else None
+                        if remote:
+                            outcome = "tool_call"  # the caller supplied these tools: it runs them
+                            # Poe's protocol for tool calls: `json` events shaped as chat-completion chunks
+                            # (what fastapi_poe's client aggregates into ToolCallDefinitions).
+                            deltas = [{"index": i, "id": c.id, "type": "function",
+                                       "function": {"name": c.name, "arguments": c.arguments}}
+                                      for i, c in enumerate(remote)]
+                            yield fp.PartialResponse(text="", data={"choices": [
+                                {"index": 0, "delta": {"tool_calls": deltas}, "finish_reason": None}]})
+                            yield fp.PartialResponse(text="", data={"choices": [
+                                {"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                            return
+                        if box is None or not box.tools:
+                            outcome = "tool_call"
+                            names = ", ".join(repr(c.name) for c in calls) or "a tool"
+                            yield fp.ErrorResponse(text=f"The model asked to call {names}, but {bot} declares "
+                                                   "no tools; add `tools` to its bot.toml or change the prompt",
+                                                   allow_retry=False)
+                            return
+                        if rounds >= (tools.max_rounds if tools else 0):
+                            outcome = "tool_call"
+                            yield fp.ErrorResponse(text=f"{bot} stopped after {rounds} rounds of tool calls "
+                                                   "(max_tool_rounds in bot.toml) without an answer",
+                                                   allow_retry=True)
+                            return
+                        results = await box.run(calls)
+                        for result in results:
+                            yield ToolActivity(text="", tool=result.call.name, arguments=result.call.arguments,
+                                               result=result.content, ok=result.ok)
+                        turn = usage.turn or Message("assistant", "", tool_calls=tuple(calls))
+                        done.append(turn)
+                        done.extend(Message("tool", r.content, name=r.call.name, tool_call_id=r.call.id)
+                                    for r in results)
+                        rounds += 1
+                        if quote.open and show_thinking:
+                            yield fp.PartialResponse(text=quote.close())
+                        attempt = 0
+                        continue  # the next round, on the same provider
                     outcome = usage.outcome
                     if outcome == "truncated":
                         yield fp.PartialResponse(text=TRUNCATED_NOTICE)
@@ -199,11 +269,12 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                 # Retrying a provider that already sent text in this attempt would repeat it: fail
                 # over instead. One that failed before its first chunk may retry: that chunk will
                 # replace whatever the user has seen.
-                if this_attempt_sent or not failure.retryable or attempt == config.max_retries:
+                if this_attempt_sent or not failure.retryable or attempt >= config.max_retries:
                     break
                 wait = _backoff(attempt, retry_after)
                 if wait is None:
                     break
+                attempt += 1
                 await asyncio.sleep(wait)
         if failures and all(f.refused for f in failures):
             outcome = "refused"
@@ -211,7 +282,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
     finally:
         record = {
             "event": "reply", "bot": bot, "provider": used.provider, "model": used.request.model,
-            "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome,
+            "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome, "tool_rounds": rounds,
             "ttft_ms": None if first_token is None else round(first_token * 1000),
             "duration_ms": round((time.monotonic() - started) * 1000),
             "finish_reason": usage.finish_reason,
@@ -220,6 +291,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
         }
         if info is not None:
             info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
+            info.tool_rounds = rounds
         # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
         log.info("%s", json.dumps(record), extra={"reply": record})
 

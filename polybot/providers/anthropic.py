@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import importlib
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -20,6 +21,7 @@ from polybot.providers.base import (
     ProviderError,
     Refused,
     Thinking,
+    ToolCall,
     Usage,
     cause_name,
     merge_turns,
@@ -108,7 +110,7 @@ class AnthropicProvider(Provider):
                                                                                               request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message(m) for m in merge_turns(messages)],
+            "messages": _messages(merge_turns(messages), self.name),
             "max_tokens": request.max_tokens or info.max_output or DEFAULT_MAX_TOKENS,
             "stream": True,
         }
@@ -116,6 +118,9 @@ class AnthropicProvider(Provider):
             kwargs["system"] = request.system
         if request.stop:
             kwargs["stop_sequences"] = list(request.stop)
+        if request.tools:
+            kwargs["tools"] = [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+                               for t in request.tools]
         # temperature and params travel in the JSON body: this SDK's create() has no `temperature`
         # keyword, and extra_body is merged over the body last, so params may override anything.
         extra: dict[str, Any] = {}
@@ -150,7 +155,10 @@ class AnthropicProvider(Provider):
 
         finished = False
         stop_reason: str | None = None
-        tools: list[str] = []
+        # The reply's content blocks, kept to send back on a tool round: thinking blocks must
+        # return with their signatures, and tool_use blocks with their ids.
+        blocks: dict[int, dict[str, Any]] = {}
+        parts: dict[int, list[str]] = {}
         httpx = _http_lib()
         try:
             async with stream:
@@ -159,12 +167,17 @@ class AnthropicProvider(Provider):
                     if kind == "content_block_delta":
                         delta = event.delta
                         if delta.type == "text_delta" and delta.text:
+                            parts.setdefault(event.index, []).append(delta.text)
                             yield delta.text
                         elif delta.type == "thinking_delta" and delta.thinking:
+                            parts.setdefault(event.index, []).append(delta.thinking)
                             yield Thinking(delta.thinking)
+                        elif delta.type == "input_json_delta":
+                            parts.setdefault(event.index, []).append(delta.partial_json)
+                        elif delta.type == "signature_delta" and event.index in blocks:
+                            blocks[event.index]["signature"] = delta.signature
                     elif kind == "content_block_start":
-                        if event.content_block.type in ("tool_use", "server_tool_use"):
-                            tools.append(event.content_block.name)
+                        blocks[event.index] = event.content_block.model_dump(exclude_none=True)
                     elif kind == "message_start":
                         reported = event.message.usage
                         usage.input_tokens = reported.input_tokens
@@ -200,7 +213,13 @@ class AnthropicProvider(Provider):
             usage.outcome = "truncated"
         elif stop_reason == "tool_use":
             usage.outcome = "tool_call"
-            usage.tool_calls = tools
+            content = [_finished(blocks[i], parts.get(i, [])) for i in sorted(blocks)]
+            usage.calls = [ToolCall(b["id"], b["name"], json.dumps(b.get("input", {})))
+                           for b in content if b.get("type") == "tool_use"]
+            usage.tool_calls = [c.name for c in usage.calls]
+            text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+            usage.turn = Message("assistant", text, tool_calls=tuple(usage.calls), state=content,
+                                 state_of=self.name)
 
     async def aclose(self) -> None:
         """Close the SDK client; the next `stream()` creates a new one."""
@@ -218,6 +237,65 @@ class AnthropicProvider(Provider):
         if self._key:
             message = message.replace(self._key, "***")
         return message[:200]
+
+
+def _finished(block: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """A streamed content block, whole again (as the API would return it unstreamed)."""
+    block = dict(block)
+    kind = block.get("type")
+    if kind == "text":
+        block["text"] = "".join(parts)
+        block.pop("citations", None)
+    elif kind == "thinking":
+        block["thinking"] = "".join(parts)
+    elif kind in ("tool_use", "server_tool_use"):
+        raw = "".join(parts)
+        try:
+            block["input"] = json.loads(raw) if raw else {}
+        except ValueError:
+            block["input"] = {}
+    return block
+
+
+def _messages(turns: list[Message], provider: str) -> list[dict[str, Any]]:
+    """Merged turns as MessageParams: tool rounds become tool_use and tool_result blocks."""
+    out: list[dict[str, Any]] = []
+    for m in turns:
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text}
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+            continue
+        if m.tool_calls:
+            if m.state_of == provider and isinstance(m.state, list):
+                content = list(m.state)  # our own turn: thinking signatures and all
+            else:
+                content = ([{"type": "text", "text": m.text}] if m.text else []) + [
+                    {"type": "tool_use", "id": c.id, "name": c.name, "input": _arguments(c.arguments)}
+                    for c in m.tool_calls]
+            out.append({"role": "assistant", "content": content})
+            continue
+        message = _message(m)
+        last = out[-1] if out else None
+        if last is not None and last["role"] == message["role"]:
+            # A user turn right after tool results: one user message, text after the results.
+            text = message["content"] if isinstance(message["content"], list) else (
+                [{"type": "text", "text": message["content"]}] if message["content"] else [])
+            last["content"] = (last["content"] if isinstance(last["content"], list) else
+                               [{"type": "text", "text": last["content"]}]) + text
+        else:
+            out.append(message)
+    return out
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
 
 
 def _message(m: Message) -> dict[str, Any]:

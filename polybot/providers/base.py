@@ -27,17 +27,43 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call: its name, description and JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call the model asked for; `arguments` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One provider-bound turn. Poe's `bot` role arrives here as `assistant`.
 
     `name` is the sender's display name when it is not the user or this bot (another bot in a
-    multi-bot chat); adapters send it natively (OpenAI `name`) or as a prefix.
+    multi-bot chat); adapters send it natively (OpenAI `name`) or as a prefix. An assistant turn
+    may carry `tool_calls`; each result comes back as a `tool` turn with its `tool_call_id`.
+    `state` is adapter-private and opaque: what the provider needs to see again on the next round
+    (Anthropic thinking blocks with signatures, Gemini thought signatures). Only the adapter that
+    set it reads it; `state_of` names that provider.
     """
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "tool"]
     text: str
     images: tuple[Image, ...] = ()
     name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    state: Any = field(default=None, repr=False, compare=False)
+    state_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +93,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     origin: Origin | None = None
+    tools: tuple[ToolSpec, ...] = ()
 
 
 # --- what a stream yields besides answer text (`str`) ----------------------------------------
@@ -122,6 +149,9 @@ class Usage:
     outcome: Outcome = "ok"
     #: Names of the tools the model asked for (outcome "tool_call").
     tool_calls: list[str] = field(default_factory=list)
+    #: The calls in full, and the assistant turn to send back with their results (outcome "tool_call").
+    calls: list[ToolCall] = field(default_factory=list)
+    turn: Message | None = None
 
 
 class ProviderError(Exception):
@@ -267,13 +297,17 @@ def merge_turns(messages: Sequence[Message], *, label: bool = True) -> list[Mess
     prefixes (the merged turn has no single sender)."""
     out: list[Message] = []
     for m in messages:
+        if m.role == "tool" or m.tool_calls:
+            out.append(m)  # tool rounds keep their shape; the adapter maps them
+            continue
         text = named(m) if label else m.text
-        if out and out[-1].role == m.role:
+        if out and out[-1].role == m.role and not out[-1].tool_calls:
             prev = out[-1]
             joined = f"{prev.text}\n\n{text}" if prev.text and text else prev.text or text
             out[-1] = Message(m.role, joined, prev.images + m.images)
         else:
-            out.append(Message(m.role, text, m.images))
+            out.append(Message(m.role, text, m.images, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id,
+                               state=m.state, state_of=m.state_of))
     while out and out[0].role == "assistant":
         out.pop(0)
     return out
@@ -288,5 +322,6 @@ def without_images(messages: Sequence[Message], model: str) -> list[Message]:
             continue
         notes = "\n".join(f"[image {img.name or img.url.rsplit('/', 1)[-1]!r} not shown: "
                           f"model {model} does not take images]" for img in m.images)
-        out.append(Message(m.role, f"{m.text}\n\n{notes}" if m.text else notes, (), m.name))
+        out.append(Message(m.role, f"{m.text}\n\n{notes}" if m.text else notes, (), m.name, m.tool_calls,
+                           m.tool_call_id, m.state, m.state_of))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import AsyncIterator
 from functools import cache
@@ -18,6 +19,7 @@ from polybot.providers.base import (
     ProviderError,
     Refused,
     Thinking,
+    ToolCall,
     Usage,
     cause_name,
     merge_turns,
@@ -100,12 +102,18 @@ class GeminiProvider(Provider):
         params = dict(request.params)
         params.update(params.pop("extra_body", None) or {})
         config.update(params)
+        if request.tools:
+            config["tools"] = [types.Tool(function_declarations=[
+                types.FunctionDeclaration(name=t.name, description=t.description,
+                                          parameters_json_schema=dict(t.parameters))
+                for t in request.tools])]
         messages = list(request.messages) if self.vision(request.model) else without_images(request.messages,
                                                                                               request.model)
         finish: str | None = None
-        tools: list[str] = []
+        calls: list[ToolCall] = []
+        model_parts: list[Any] = []  # sent back as they came on a tool round (thought signatures)
         try:
-            contents = [await _content(types, m) for m in merge_turns(messages)]
+            contents = await _contents(types, merge_turns(messages), self.name)
             stream = await client.aio.models.generate_content_stream(
                 model=request.model, contents=contents, config=types.GenerateContentConfig(**config))
             async for chunk in stream:
@@ -120,8 +128,14 @@ class GeminiProvider(Provider):
                 for candidate in chunk.candidates or ():
                     for part in (candidate.content.parts if candidate.content else None) or ():
                         if part.function_call is not None and part.function_call.name:
-                            tools.append(part.function_call.name)
-                        elif part.text and part.thought:
+                            call = part.function_call
+                            calls.append(ToolCall(call.id or f"call_{len(calls)}", call.name or "",
+                                                  json.dumps(call.args or {})))
+                            model_parts.append(part)
+                            continue
+                        if request.tools:
+                            model_parts.append(part)
+                        if part.text and part.thought:
                             yield Thinking(part.text)
                         elif part.text:
                             yield part.text
@@ -147,9 +161,12 @@ class GeminiProvider(Provider):
             raise Refused(self.name, f"the reply was stopped for {finish}")
         if finish == "MAX_TOKENS":
             usage.outcome = "truncated"
-        elif tools or finish in ("MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"):
+        elif calls or finish in ("MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"):
             usage.outcome = "tool_call"
-            usage.tool_calls = tools
+            usage.calls = calls
+            usage.tool_calls = [c.name for c in calls]
+            text = "".join(p.text for p in model_parts if p.text and not p.thought)
+            usage.turn = Message("assistant", text, tool_calls=tuple(calls), state=model_parts, state_of=self.name)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -168,6 +185,39 @@ def _fill_usage(usage: Usage, meta: Any) -> None:
 def _name(value: Any) -> str:
     """An SDK enum (or a string it did not know) as the wire name, e.g. "MAX_TOKENS"."""
     return str(getattr(value, "value", value))
+
+
+async def _contents(types: Any, turns: list[Message], provider: str) -> list[Any]:
+    """Merged turns as Contents: tool rounds become functionCall and functionResponse parts."""
+    out: list[Any] = []
+    for m in turns:
+        if m.role == "tool":
+            part = types.Part.from_function_response(name=m.name or "tool", response={"result": m.text})
+            if part.function_response is not None and m.tool_call_id and not m.tool_call_id.startswith("call_"):
+                part.function_response.id = m.tool_call_id
+            if out and out[-1].role == "user" and all(p.function_response for p in out[-1].parts):
+                out[-1].parts.append(part)
+            else:
+                out.append(types.Content(role="user", parts=[part]))
+        elif m.tool_calls:
+            if m.state_of == provider and isinstance(m.state, list):
+                parts = list(m.state)  # our own turn, thought signatures and all
+            else:
+                parts = ([types.Part(text=m.text)] if m.text else []) + [
+                    types.Part(function_call=types.FunctionCall(name=c.name, args=_arguments(c.arguments)))
+                    for c in m.tool_calls]
+            out.append(types.Content(role="model", parts=parts))
+        else:
+            out.append(await _content(types, m))
+    return out
+
+
+def _arguments(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 async def _content(types: Any, m: Message) -> Any:

@@ -19,6 +19,7 @@ from polybot.providers.base import (
     ProviderError,
     Refused,
     Thinking,
+    ToolCall,
     Usage,
     cause_name,
     parse_retry_after,
@@ -117,7 +118,8 @@ class OpenAIProvider(Provider):
         body = self.body(request)
         extra = body.pop("extra_body", None)
         refusal: list[str] = []
-        tools: dict[int, str] = {}
+        text: list[str] = []
+        calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
         finish: str | None = None
         try:
             stream = await client.chat.completions.create(**body, extra_body=extra)
@@ -133,12 +135,16 @@ class OpenAIProvider(Provider):
                             if thinking:
                                 yield Thinking(thinking)
                             if delta.content:
+                                text.append(delta.content)
                                 yield delta.content
                             if delta.refusal:
                                 refusal.append(delta.refusal)
                             for call in delta.tool_calls or ():
-                                if call.function is not None and call.function.name:
-                                    tools[call.index] = call.function.name
+                                entry = calls.setdefault(call.index, ["", "", ""])
+                                entry[0] = call.id or entry[0]
+                                if call.function is not None:
+                                    entry[1] = call.function.name or entry[1]
+                                    entry[2] += call.function.arguments or ""
                         if choice.finish_reason:
                             finish = choice.finish_reason
         except openai.APIStatusError as exc:
@@ -170,9 +176,11 @@ class OpenAIProvider(Provider):
             raise Refused(self.name, "its content filter stopped the reply")
         if finish == "length":
             usage.outcome = "truncated"
-        elif finish in ("tool_calls", "function_call"):
+        elif finish in ("tool_calls", "function_call") or (calls and finish == "stop"):
             usage.outcome = "tool_call"
-            usage.tool_calls = [tools[i] for i in sorted(tools)]
+            usage.calls = [ToolCall(c[0] or f"call_{i}", c[1], c[2]) for i, c in sorted(calls.items())]
+            usage.tool_calls = [c.name for c in usage.calls]
+            usage.turn = Message("assistant", "".join(text), tool_calls=tuple(usage.calls))
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat.completions.create() arguments for `request`, with this model's rules applied."""
@@ -191,6 +199,10 @@ class OpenAIProvider(Provider):
             body["max_completion_tokens" if info.reasoning else "max_tokens"] = request.max_tokens
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                               "parameters": dict(t.parameters)}}
+                             for t in request.tools]
         # Params go through extra_body, which the SDK merges over the body last: any key passes
         # (create() rejects keywords it does not know) and may override the ones set above.
         params = dict(request.params)
@@ -232,13 +244,19 @@ def _messages(system: str, messages: tuple[Message, ...] | list[Message], *,
 
 
 def _message(m: Message) -> dict[str, Any]:
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.text}
     out: dict[str, Any] = {"role": m.role, "content": m.text}
+    if m.tool_calls:
+        out["content"] = m.text or None
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in m.tool_calls]
     if m.images:
         parts: list[dict[str, Any]] = [{"type": "text", "text": m.text}] if m.text else []
         parts += [{"type": "image_url", "image_url": {"url": _image_url(img.url, img.content_type, img.data)}}
                   for img in m.images]
         out["content"] = parts
-    if m.name:
+    if m.name and not m.tool_calls:
         out["name"] = _NAME_CHARS.sub("_", m.name)[:64]
     return out
 
