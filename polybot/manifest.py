@@ -11,7 +11,9 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 2  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 3  # bump when the manifest changes shape: a build then rewrites it whole
+#: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
+SCHEMA_DIGEST = "cca9dcb3394c9f8f"
 
 
 class BotSpec(BaseModel):

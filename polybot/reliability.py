@@ -168,6 +168,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
     rounds = 0
     done: list[Message] = []  # tool rounds so far: assistant turns with calls, and their results
     sent = False  # text has reached the user
+    stale = False  # ...and a failure since means the next text replaces it
     failures: list[_Failure] = []
     usage = Usage()
     first_token: float | None = None
@@ -181,13 +182,14 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             except Exception as exc:  # noqa: BLE001 - e.g. an SDK that failed to import
                 failures.append(_Failure(f"provider {step.provider!r} is unavailable: "
                                          f"{type(exc).__name__}", retryable=False))
+                stale = sent
                 continue
             config = provider.config
             attempt = 0
             while True:  # attempts, and tool rounds, on this step
                 attempts += 1
                 usage = Usage()
-                replacing = sent  # a failover after text was sent replaces the partial reply
+                replacing = stale  # a retry or failover after text was sent replaces the partial reply
                 this_attempt_sent = False
                 quote = _Quote()
                 request = step.request
@@ -204,7 +206,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                                 first_token = time.monotonic() - started
                             yield event
                             if isinstance(event, fp.PartialResponse) and event.text:
-                                replacing = False
+                                replacing = stale = False
                                 sent = this_attempt_sent = True
                     if usage.outcome == "tool_call":
                         calls = usage.calls or [ToolCall("", n, "") for n in usage.tool_calls]
@@ -266,6 +268,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                     failure = _Failure(f"{step.provider} failed unexpectedly ({type(exc).__name__})", True)
                     retry_after = None
                 failures.append(failure)
+                stale = sent
                 # Retrying a provider that already sent text in this attempt would repeat it: fail
                 # over instead. One that failed before its first chunk may retry: that chunk will
                 # replace whatever the user has seen.

@@ -63,8 +63,8 @@ def make_tool(fn: Callable[..., Any]) -> Tool:
                                       "add one (str, int, float, bool, list, dict, Literal, a pydantic model)")
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (_described(hints[param.name]), default)
-    model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
     try:
+        model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
         schema = model.model_json_schema()
     except Exception as exc:  # noqa: BLE001 - pydantic's "cannot generate a schema" and friends
         raise ToolDefinitionError(f"tool {name!r}: a type hint has no JSON schema ({type(exc).__name__}); "
