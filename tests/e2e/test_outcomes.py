@@ -44,6 +44,7 @@ BOTS = {
     "DeepShows": 'provider = "deepseek"\nshow_thinking = true\n',
     "Careful": 'provider = "anthropic"\n\n[[fallback]]\nprovider = "openai"\n',
     "GemCareful": 'provider = "gemini"\n\n[[fallback]]\nprovider = "anthropic"\n',
+    "OpenAICareful": 'provider = "openai"\n\n[[fallback]]\nprovider = "anthropic"\n',
 }
 
 
@@ -197,6 +198,14 @@ def test_gemini_blocked_prompt_fails_over_before_any_text(served: Served, caplog
            input_tokens=25, output_tokens=15)
 
 
+def test_azure_prompt_filter_fails_over(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    served.fakes.openai.push(recorded("azure_prompt_filtered.json", status=400))
+    served.fakes.anthropic.push(recorded("anthropic_hello.sse"))
+    answer = ask(served, "OpenAICareful", caplog)
+    assert answer.events == [("text", "Hello"), ("text", "!")]
+    logged(answer, outcome="ok", provider="anthropic", fallback=True, attempts=2)
+
+
 def test_refused_by_every_provider_in_the_chain(served: Served, caplog: pytest.LogCaptureFixture) -> None:
     served.fakes.gemini.push(recorded("gemini_safety.sse"))
     served.fakes.anthropic.push(recorded("anthropic_refusal.sse"))
@@ -221,11 +230,13 @@ def test_refused_by_every_provider_in_the_chain(served: Served, caplog: pytest.L
      "The reply was cut off: gemini declined to answer: the reply was stopped for RECITATION", "RECITATION"),
     ("Gemini", "gemini", "gemini_prompt_blocked.sse", [],
      "gemini declined to answer: the prompt was blocked (SAFETY)", "SAFETY"),
+    ("Gpt4o", "openai", "azure_prompt_filtered.json", [],
+     "openai declined to answer: its content filter blocked the prompt", "content_filter"),
 ], ids=["openai delta.refusal", "openai content_filter", "gemini SAFETY", "gemini RECITATION",
-        "gemini blockReason"])
+        "gemini blockReason", "azure prompt filter 400"])
 def test_refusal_without_fallback(served: Served, caplog: pytest.LogCaptureFixture, bot: str, fake: str,
                                   stream: str, events: list[tuple[str, str]], message: str, finish: str) -> None:
-    getattr(served.fakes, fake).push(recorded(stream))
+    getattr(served.fakes, fake).push(recorded(stream, status=400 if stream.endswith(".json") else 200))
     answer = ask(served, bot, caplog)
     assert answer.events == events
     assert answer.error == {"allow_retry": False, "text": message}

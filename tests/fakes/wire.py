@@ -42,6 +42,8 @@ class Reply:
     raw: bytes | None = None
     status: int = 200
     content_type: str | None = None  # default: text/event-stream for 200, else application/json
+    #: Send `raw` in writes of this many bytes (events split mid-line, as TCP may deliver them).
+    piece: int | None = None
 
 
 @dataclass
@@ -119,9 +121,20 @@ class FakeProvider:
 
 def replay(reply: Reply) -> Response:
     """The recorded body byte for byte: no re-encoding, no added or dropped event."""
-    assert reply.raw is not None
+    raw = reply.raw
+    assert raw is not None
     default = "text/event-stream; charset=utf-8" if reply.status == 200 else "application/json"
-    return Response(reply.raw, status_code=reply.status, headers={"content-type": reply.content_type or default})
+    headers = {"content-type": reply.content_type or default}
+    if not reply.piece:
+        return Response(raw, status_code=reply.status, headers=headers)
+    size = reply.piece
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), size):
+            yield raw[start:start + size]
+            await asyncio.sleep(0.001)  # let each piece leave on its own
+
+    return StreamingResponse(pieces(), status_code=reply.status, headers=headers)
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

@@ -60,6 +60,10 @@ CASES = {
         "openai", "azure_content_filter.sse", text=["The battle scene opens"],
         refused="openai declined to answer: its content filter stopped the reply",
         usage={"finish_reason": "content_filter"}),
+    "openai 400 code content_filter (Azure prompt filter)": Case(
+        "openai", "azure_prompt_filtered.json", status=400,
+        refused="openai declined to answer: its content filter blocked the prompt",
+        usage={"finish_reason": "content_filter"}),
     "gemini finishReason SAFETY": Case(
         "gemini", "gemini_safety.sse", text=["Here is how"],
         refused="gemini declined to answer: the reply was stopped for SAFETY",
@@ -150,10 +154,13 @@ def ask() -> ChatRequest:
     return ChatRequest(model="model-x", system="Be brief.", messages=(Message("user", "What is 27 * 453?"),))
 
 
+@pytest.mark.parametrize("piece", [None, 7], ids=["whole", "7-byte writes"])
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-async def test_recorded_stream_maps_onto_its_outcome(case: Case, harnesses: dict[str, Harness]) -> None:
+async def test_recorded_stream_maps_onto_its_outcome(case: Case, piece: int | None,
+                                                     harnesses: dict[str, Harness]) -> None:
+    """The same result whether the body arrives whole or cut mid-line (mid-CRLF for Gemini)."""
     h = harnesses[case.kind]
-    h.fake.push(recorded(case.stream, case.status))
+    h.fake.push(recorded(case.stream, case.status, piece))
     usage = Usage()
     chunks: list[object] = []
     failure: ProviderError | None = None

@@ -41,6 +41,9 @@ SOURCES: dict[str, str] = {
     "azure_content_filter.sse": "shape: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/concepts/"
                                 "content-filter (Azure OpenAI: prompt_filter_results chunk with empty choices, "
                                 "finish_reason \"content_filter\")",
+    "azure_prompt_filtered.json": "verbatim: https://learn.microsoft.com/en-us/azure/ai-services/openai/how-to/"
+                                  "use-blocklists (the 400 body when a blocklist blocks the prompt: code "
+                                  "content_filter, innererror ResponsibleAIPolicyViolation)",
     "openai_length_usage.sse": f"shape: {OPENAI_CHUNK} (finish_reason \"length\", usage chunk with empty choices) "
                                "and https://platform.openai.com/docs/guides/prompt-caching "
                                "(prompt_tokens_details.cached_tokens 1920 of 2006, as in the guide), "
@@ -74,6 +77,7 @@ def load(name: str) -> bytes:
     return (HERE / name).read_bytes()
 
 
-def recorded(name: str, status: int = 200) -> Reply:
-    """A Reply that serves `name` byte for byte (an error body when `status` is not 200)."""
-    return Reply(raw=load(name), status=status)
+def recorded(name: str, status: int = 200, piece: int | None = None) -> Reply:
+    """A Reply that serves `name` byte for byte (an error body when `status` is not 200), in
+    writes of `piece` bytes when given."""
+    return Reply(raw=load(name), status=status, piece=piece)
