@@ -2,8 +2,9 @@
 
 polybot's ASGI app is served in-process on 127.0.0.1; its providers are the wire fakes replaying
 tests/fakes/streams byte for byte through the real SDKs; fastapi_poe's own client asks. Each test
-checks the outcome three ways: the Poe events (text, replace_response, error with allow_retry and
-error_type), and the reply log line (logger "polybot.reply", `record.reply`).
+checks what the user gets (the Poe events in order: text, replace_response, and the error event
+with allow_retry and error_type) and what the operator sees (the reply log line on logger
+"polybot.reply": its JSON message and `record.reply`).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ async def _ask(url: str, bot: str) -> tuple[list[tuple[str, str]], dict[str, Any
     try:
         async for m in fp.stream_request(query("What is 27 * 453?"), bot, "k" * 32, base_url=url + "/",
                                          num_tries=1):
-            assert m.raw_response is not None
-            events.append((m.raw_response["type"], m.text))
+            raw = m.raw_response
+            assert isinstance(raw, dict)  # {"type": the SSE event name, "text": its data}
+            events.append((raw["type"], m.text))
     except fp.BotError as exc:  # BotErrorNoRetry too: the error event's JSON is the message
         return events, json.loads(str(exc))
     return events, None
