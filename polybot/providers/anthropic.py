@@ -179,11 +179,16 @@ class AnthropicProvider(Provider):
                     elif kind == "content_block_start":
                         blocks[event.index] = event.content_block.model_dump(exclude_none=True)
                     elif kind == "message_start":
-                        reported = event.message.usage
-                        usage.input_tokens = reported.input_tokens
-                        usage.cached_tokens = getattr(reported, "cache_read_input_tokens", None)
+                        # The API reports usage here, but the documented thinking stream (and
+                        # some compatible proxies) leave it out: counts are optional, text is not.
+                        reported = getattr(event.message, "usage", None)
+                        if reported is not None:
+                            usage.input_tokens = reported.input_tokens
+                            usage.cached_tokens = getattr(reported, "cache_read_input_tokens", None)
                     elif kind == "message_delta":
-                        usage.output_tokens = event.usage.output_tokens
+                        reported = getattr(event, "usage", None)
+                        if reported is not None:
+                            usage.output_tokens = reported.output_tokens
                         stop_reason = event.delta.stop_reason or stop_reason
                     elif kind == "message_stop":
                         finished = True

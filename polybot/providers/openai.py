@@ -148,6 +148,10 @@ class OpenAIProvider(Provider):
                         if choice.finish_reason:
                             finish = choice.finish_reason
         except openai.APIStatusError as exc:
+            if _prompt_filtered(exc):
+                # Azure OpenAI answers a prompt its content filter flags with 400, code "content_filter".
+                usage.finish_reason = "content_filter"
+                raise Refused(self.name, "its content filter blocked the prompt") from None
             detail = self._detail(exc)
             error = status_error(self.name, exc.status_code, detail, key_env=self.config.api_key_env,
                                  model=request.model,
@@ -290,6 +294,11 @@ def _fill_usage(usage: Usage, reported: Any) -> None:
     prompt = reported.prompt_tokens_details
     if prompt is not None and prompt.cached_tokens is not None:
         usage.cached_tokens = prompt.cached_tokens
+
+
+def _prompt_filtered(exc: Any) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return exc.status_code == 400 and body.get("code") == "content_filter"
 
 
 def _context_overflow(exc: Any) -> bool:
