@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from polybot.conversation import last_user_text, poe_system_text, template_conte
 from polybot.hookloader import Hooks, hook_problem
 from polybot.manifest import BotSpec
 from polybot.prompts import PromptLibrary, render_problem
-from polybot.providers.base import ChatRequest, Message, Origin, ToolCall, ToolSpec
+from polybot.providers.base import ChatRequest, FileOut, Message, Origin, ToolCall, ToolSpec
 from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, ToolActivity, Tools, stream_chain
 from polybot.tools import ToolBox, load_tools
 
@@ -163,11 +164,31 @@ class Runtime:
         assert self.hooks is not None and self.hooks.respond is not None
         try:
             async for item in self.hooks.respond(request, self):
-                yield fp.PartialResponse(text=item) if isinstance(item, str) else item
+                if isinstance(item, str):
+                    yield fp.PartialResponse(text=item)
+                elif isinstance(item, FileOut):
+                    yield fp.PartialResponse(text="", attachment=fp.Attachment(
+                        url=item.url, content_type=item.content_type, name=item.name, inline_ref=item.inline_ref))
+                else:
+                    yield item
         except Exception as exc:  # noqa: BLE001 - user code; located, never a bare traceback
             path = self.root / self.hooks.rel_path
             problem = hook_problem(exc, path, self.hooks.rel_path, "respond() failed")
             yield fp.ErrorResponse(text=str(problem), allow_retry=False)
+
+    async def report(self, hook: str, report: Any) -> None:
+        """Hand one of Poe's reports to the matching hook, if hooks.py defines it."""
+        fn = getattr(self.hooks, hook, None) if self.hooks is not None else None
+        if fn is None:
+            return
+        try:
+            result = fn(report)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - user code; logged located, never raised to Poe
+            assert self.hooks is not None
+            log.warning("%s", hook_problem(exc, self.root / self.hooks.rel_path, self.hooks.rel_path,
+                                           f"{hook}() failed"))
 
     def settings(self) -> fp.SettingsResponse:
         poe = self.spec.poe
@@ -251,3 +272,16 @@ class PolyPoeBot(fp.PoeBot):
 
     async def get_settings(self, setting: fp.SettingsRequest) -> fp.SettingsResponse:
         return self.runtime.settings()
+
+    async def on_feedback_with_context(self, feedback_request: fp.ReportFeedbackRequest,
+                                       context: fp.RequestContext) -> None:
+        await self.runtime.report("on_feedback", feedback_request)
+
+    async def on_reaction_with_context(self, reaction_request: fp.ReportReactionRequest,
+                                       context: fp.RequestContext) -> None:
+        await self.runtime.report("on_reaction", reaction_request)
+
+    async def on_error_with_context(self, error_request: fp.ReportErrorRequest, context: fp.RequestContext) -> None:
+        log.warning("Poe reported an error with a reply of %s: %s", self.runtime.spec.name,
+                    error_request.message[:300])
+        await self.runtime.report("on_error", error_request)

@@ -13,7 +13,7 @@ from typing import Any
 
 from polybot.errors import PolybotError, Problem
 
-HOOK_NAMES = ("context", "messages", "respond")
+HOOK_NAMES = ("context", "messages", "respond", "on_feedback", "on_reaction", "on_error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,11 @@ class Hooks:
     context: Callable[..., Any] | None = None
     messages: Callable[..., Any] | None = None
     respond: Callable[..., Any] | None = None
+    #: Poe's reports about replies: fastapi_poe's ReportFeedbackRequest, ReportReactionRequest,
+    #: ReportErrorRequest. Sync or async; their failures are logged, never raised to Poe.
+    on_feedback: Callable[..., Any] | None = None
+    on_reaction: Callable[..., Any] | None = None
+    on_error: Callable[..., Any] | None = None
     #: Everything hooks.py defines at its top level (tools are looked up here by name).
     namespace: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

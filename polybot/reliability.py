@@ -241,6 +241,10 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                         for result in results:
                             yield ToolActivity(text="", tool=result.call.name, arguments=result.call.arguments,
                                                result=result.content, ok=result.ok)
+                            for file in result.files:
+                                event = _event(file, quote, show_thinking, False)
+                                if event is not None:
+                                    yield event
                         turn = usage.turn or Message("assistant", "", tool_calls=tuple(calls))
                         done.append(turn)
                         done.extend(Message("tool", r.content, name=r.call.name, tool_call_id=r.call.id)

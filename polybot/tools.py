@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from polybot.errors import Problem
 from polybot.hookloader import hook_problem
-from polybot.providers.base import ToolCall, ToolSpec
+from polybot.providers.base import FileOut, ToolCall, ToolSpec
 
 log = logging.getLogger("polybot.tools")
 
@@ -111,6 +111,8 @@ class ToolResult:
     call: ToolCall
     content: str
     ok: bool
+    #: Files the tool attached to the reply (it returned FileOut values): sent to Poe as file events.
+    files: tuple[FileOut, ...] = ()
 
 
 class ToolBox:
@@ -154,7 +156,21 @@ class ToolBox:
             where = hook_problem(exc, self.hooks_path or "", self.rel_hooks, f"tool {call.name} failed")
             log.warning("%s", where)
             return ToolResult(call, f"error: {type(exc).__name__}: {exc}", False)
+        files = _files(value)
+        if files:
+            names = ", ".join(f.name for f in files)
+            rest = [v for v in value if not isinstance(v, FileOut)] if isinstance(value, list) else []
+            text = f"attached to the reply: {names}" + (f"; {_as_text(rest)}" if rest else "")
+            return ToolResult(call, text, True, files)
         return ToolResult(call, _as_text(value), True)
+
+
+def _files(value: Any) -> tuple[FileOut, ...]:
+    if isinstance(value, FileOut):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(v for v in value if isinstance(v, FileOut))
+    return ()
 
 
 def _as_text(value: Any) -> str:

@@ -38,6 +38,11 @@ async def lookup_order(order_id: int) -> str:
     await asyncio.sleep(0.3)
     return f"order {order_id}: shipped"
 
+def draw(subject: str) -> list:
+    """Draw a picture."""
+    import polybot
+    return [polybot.File(f"https://cdn.example/{subject}.png", "image/png", f"{subject}.png"), "size 512x512"]
+
 def broken(x: int) -> str:
     """Always fails."""
     raise RuntimeError("database is down")
@@ -59,7 +64,7 @@ def project(root: Path, fake: ToolFake, kind: str, extra: str = "", fallback: st
     (root / "providers.toml").write_text(
         f'[main]\nkind = "{kind}"\napi_base = "{fake.base_url}{KINDS[kind]}"\napi_key_env = "TOOLS_KEY"\n'  # type: ignore[attr-defined]
         f'default_model = "gpt-4o"\nmax_retries = 0\ntimeout = 10\n{fallback}')
-    make_bot(root, "Tooly", f'provider = "main"\ntools = ["get_weather", "lookup_order", "broken"]\n{extra}',
+    make_bot(root, "Tooly", f'provider = "main"\ntools = ["get_weather", "lookup_order", "broken", "draw"]\n{extra}',
              "You use tools.", hooks=HOOKS)
 
 
@@ -225,7 +230,7 @@ async def test_tools_the_poe_request_supplies_are_returned_to_the_caller(tmp_pat
     finally:
         await rt.pool.aclose()
     assert [t["function"]["name"] for t in fake.bodies[0]["tools"]] == ["get_weather", "lookup_order", "broken",
-                                                                        "search_web"]
+                                                                        "draw", "search_web"]
     data = [e.data for e in events if e.data]
     assert data[0]["choices"][0]["delta"]["tool_calls"] == [
         {"index": 0, "id": "call_p", "type": "function", "function": {"name": "search_web",
@@ -281,3 +286,12 @@ def test_a_type_with_no_json_schema_is_a_build_error(tmp_path: Path, capsys: pyt
     assert main(["build", "--project", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("bots/Tooly/hooks.py:3: tool 'odd': a type hint has no JSON schema")
+
+
+async def test_a_tool_can_attach_files_to_the_reply(tmp_path: Path, fake: ToolFake) -> None:
+    project(tmp_path, fake, "openai")
+    fake.turns.extend([Turn(calls=[Call("d", "draw", {"subject": "cat"})]), Turn(text="Here it is.")])
+    events = await events_of(tmp_path, "Draw a cat")
+    files = [e.attachment for e in events if isinstance(e, fp.PartialResponse) and e.attachment]
+    assert [(f.url, f.content_type, f.name) for f in files] == [("https://cdn.example/cat.png", "image/png", "cat.png")]
+    assert fake.bodies[1]["messages"][-1]["content"] == 'attached to the reply: cat.png; ["size 512x512"]'

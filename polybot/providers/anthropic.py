@@ -145,7 +145,7 @@ class AnthropicProvider(Provider):
             error = status_error(self.name, exc.status_code, detail, key_env=self.config.api_key_env,
                                  model=request.model,
                                  retry_after=parse_retry_after(exc.response.headers.get("retry-after")))
-            if exc.status_code in (400, 413) and "prompt is too long" in detail:
+            if exc.status_code in (400, 413) and ("prompt is too long" in detail or "exceed context limit" in detail):
                 error.error_type = "user_message_too_long"
             raise error from None
         except anthropic.APITimeoutError:
