@@ -36,6 +36,8 @@ class BotSpec(BaseModel):
     templates: dict[str, str]
     hooks: str | None  # path of hooks.py relative to the project root
     hash: str  # of every input; an unchanged hash means an unchanged bot
+    #: The variable holding the key of this bot on the OpenAI-compatible endpoint (SPEC §9).
+    openai_api_key_env: str = "POLYBOT_API_KEY"
 
     def metadata(self) -> dict[str, str]:
         """What `bot info` shows: no secrets, nothing internal."""
