@@ -22,7 +22,7 @@ import math
 import mimetypes
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -332,9 +332,10 @@ class _Reply:
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
 
-    async def pieces(self) -> AsyncIterator[str | _Replace]:
+    async def pieces(self) -> AsyncGenerator[str | _Replace, None]:
         held: str | None = None  # the truncation notice, until the outcome says whether it is one
-        async with aclosing(self.runtime.respond(self.query, self.info)) as events:
+        events = self.runtime.respond(self.query, self.info)
+        try:
             async for event in events:
                 if isinstance(event, fp.ErrorResponse):
                     self.error = event
@@ -355,6 +356,11 @@ class _Reply:
                     held = text
                     continue
                 yield text
+        finally:
+            # A client that went away closes the provider stream at once, through every layer.
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
         if held is not None and self.info.outcome != "truncated":
             yield held
 
@@ -406,7 +412,7 @@ class _Reply:
         if self.error is not None and not self.refused:
             return self.failure().response()
         text = "".join(parts)
-        message = {"role": "assistant", "content": text if text or not self.refused else None,
+        message: dict[str, Any] = {"role": "assistant", "content": text if text or not self.refused else None,
                    "refusal": self.error.text if self.refused and self.error else None, "annotations": []}
         return JSONResponse({
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
@@ -426,18 +432,18 @@ class _Reply:
         return StreamingResponse(self._events(first, pieces, include_usage), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    async def _events(self, first: str | _Replace | None, pieces: AsyncIterator[str | _Replace],
+    async def _events(self, first: str | _Replace | None, pieces: AsyncGenerator[str | _Replace, None],
                       include_usage: bool) -> AsyncIterator[bytes]:
         head = (f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
                 f'"model":{json.dumps(self.model)},"system_fingerprint":null,"choices":[{{"index":0,"delta":')
         tail = '}]' + (',"usage":null' if include_usage else '') + '}\n\n'
-        more = '},"logprobs":null,"finish_reason":null' + tail
+        more = ',"logprobs":null,"finish_reason":null' + tail
 
         def chunk(delta: dict[str, Any]) -> bytes:
             return (head + json.dumps(delta, separators=(",", ":")) + more).encode()
 
         sent: list[str] = []
-        async with aclosing(pieces):  # type: ignore[type-var]
+        async with aclosing(pieces):
             yield chunk({"role": "assistant", "content": "", "refusal": None})
             piece = first
             while piece is not None:
@@ -455,7 +461,7 @@ class _Reply:
                     text = piece
                 if text:
                     sent.append(text)
-                    yield head.encode() + b'{"content":' + json.dumps(text).encode() + more.encode()
+                    yield (head + '{"content":' + json.dumps(text) + '}' + more).encode()
                 piece = await anext(pieces, None)
         if self.error is not None and not self.refused:
             failure = self.failure()
