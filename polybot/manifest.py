@@ -11,7 +11,7 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 2  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 3  # bump when the manifest changes shape: a build then rewrites it whole
 
 
 class BotSpec(BaseModel):
