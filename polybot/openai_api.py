@@ -20,6 +20,7 @@ import hmac
 import json
 import math
 import mimetypes
+import secrets
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -88,8 +89,14 @@ def mount_openai(server: BotServer, *, open_without_key: bool) -> OpenAIEndpoint
     """Serve /v1/chat/completions and /v1/models on `server`'s app.
 
     `open_without_key`: a bot whose key variable is unset answers anyone (dev, or serve with
-    --allow-without-key); otherwise such a bot is not exposed on this endpoint.
+    --allow-without-key); otherwise such a bot is not exposed on this endpoint. Then, too, a
+    `[poe] kind = "api"` bot needs no Poe access key: without one, its Poe path gets a random key
+    and answers no one (Poe reaches it here).
     """
+    if not open_without_key:
+        for bot in server.bots.values():
+            if bot.runtime.spec.poe.kind == "api" and not bot.access_key:
+                bot.access_key = secrets.token_urlsafe(32)
     endpoint = OpenAIEndpoint(server, open_without_key=open_without_key)
     server.app.add_route("/v1/chat/completions", endpoint.chat_completions, methods=["POST"])
     server.app.add_route("/v1/models", endpoint.models, methods=["GET"])

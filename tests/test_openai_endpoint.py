@@ -442,3 +442,44 @@ def test_serve_does_not_expose_the_endpoint_without_a_key(project: Path) -> None
     with TestClient(opened.app) as http:
         response = http.post("/v1/chat/completions", json={"model": "Echo", "messages": user("hi")})
         assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == "hi"
+
+
+@pytest.mark.parametrize(("error", "status", "retry_after", "expected"), [
+    (fp.ErrorResponse(text="too long", allow_retry=False, error_type="user_message_too_long"), 400, None,
+     (400, "context_length_exceeded", None)),
+    (fp.ErrorResponse(text="busy", allow_retry=True), 429, 0.2, (429, "rate_limit_exceeded", "1")),
+    (fp.ErrorResponse(text="down", allow_retry=True), 503, None, (503, None, None)),
+    (fp.ErrorResponse(text="timed out", allow_retry=True), None, None, (502, "upstream_error", None)),
+    (fp.ErrorResponse(text="OPENAI_API_KEY is not set", allow_retry=False), None, None, (500, "bot_error", None)),
+])
+def test_how_a_failed_reply_maps_to_an_http_error(error: fp.ErrorResponse, status: int | None,
+                                                  retry_after: float | None,
+                                                  expected: tuple[int, str | None, str | None]) -> None:
+    from polybot.openai_api import _Reply
+    from polybot.reliability import ReplyInfo
+
+    reply = _Reply(None, None, "Bot", info=ReplyInfo(status=status, retry_after=retry_after),  # type: ignore[arg-type]
+                   error=error)
+    failure = reply.failure()
+    assert (failure.status, failure.body["error"]["code"], failure.headers.get("retry-after")) == expected
+
+
+def test_serve_needs_no_poe_access_key_for_an_api_bot(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    (tmp_path / "bots" / "Public").mkdir(parents=True)
+    (tmp_path / "bots" / "Public" / "bot.toml").write_text(
+        'provider = "echo"\n\n[poe]\nkind = "api"\n\n[poe.pricing]\nprompt = "0.1"\ncompletion = "0.2"\n')
+    (tmp_path / "bots" / "Public" / "system.md.j2").write_text("Hi.")
+    assert main(["build", "--project", str(tmp_path)]) == 0
+    server = create_app(load_manifest(tmp_path / "build" / "manifest.json"), tmp_path,
+                        environ={"POLYBOT_API_KEY": KEY})
+    with TestClient(server.app) as http:
+        reply = http.post("/v1/chat/completions", json={"model": "Public", "messages": user("hi")},
+                          headers={"authorization": f"Bearer {KEY}"})
+        assert reply.json()["choices"][0]["message"]["content"] == "hi"
+        # Its Poe path, which has no access key, answers no one.
+        poe = http.post("/Public", json={"version": "1.2", "type": "query", "query": [], "user_id": "u",
+                                         "conversation_id": "c", "message_id": "m"},
+                        headers={"authorization": "Bearer anything"})
+        assert poe.status_code == 401
