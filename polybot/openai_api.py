@@ -11,11 +11,13 @@ does (prompt, hooks, fallback chain, outcomes); the reply's events become `chat.
 - The notice polybot appends to a truncated reply for Poe users is left out: OpenAI clients get
   `finish_reason: "length"` instead.
 - A failure before the first token is an HTTP error (429 and 5xx keep the provider's status and
-  Retry-After); after it, an `{"error": ...}` event ends the stream, as OpenAI's own API does.
+  Retry-After); after it, an `{"error": ...}` event ends the stream, as OpenAI's own API does. A
+  first token slower than FIRST_TOKEN_WAIT starts the stream with SSE keep-alive comments.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -43,6 +45,11 @@ if TYPE_CHECKING:
 
 #: The variable holding the endpoint's key, unless a bot names its own (`[openai_api] key_env`).
 DEFAULT_KEY_ENV = "POLYBOT_API_KEY"
+
+#: Seconds a stream waits for the first text before starting (until then a failure is an HTTP
+#: error), and between keep-alive comments after that.
+FIRST_TOKEN_WAIT = 5.0
+KEEP_ALIVE = 15.0
 
 #: SPEC §6 outcomes -> OpenAI finish reasons. "tool_call" reaches a client only once tool calls
 #: are passed through (issue 14); until then a tool call ends in an error, as on Poe.
@@ -431,16 +438,19 @@ class _Reply:
 
     async def stream(self, include_usage: bool) -> Response:
         pieces = self.pieces()
-        # Nothing is sent until the first text: a reply that fails before it is an HTTP error.
-        first = await anext(pieces, None)
-        if first is None and self.error is not None and not self.refused:
+        # Nothing is sent before the first text, for a while: a reply that fails before it is an
+        # HTTP error with the provider's status. A slow first token (a reasoning model) starts the
+        # stream anyway, kept alive with SSE comments so that proxies do not drop it.
+        first = asyncio.ensure_future(anext(pieces, None))
+        await asyncio.wait({first}, timeout=FIRST_TOKEN_WAIT)
+        if first.done() and first.result() is None and self.error is not None and not self.refused:
             await pieces.aclose()
             return self.failure().response()
         return StreamingResponse(self._events(first, pieces, include_usage), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    async def _events(self, first: str | _Replace | None, pieces: AsyncGenerator[str | _Replace, None],
-                      include_usage: bool) -> AsyncIterator[bytes]:
+    async def _events(self, first: asyncio.Future[str | _Replace | None],
+                      pieces: AsyncGenerator[str | _Replace, None], include_usage: bool) -> AsyncIterator[bytes]:
         head = (f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
                 f'"model":{json.dumps(self.model)},"system_fingerprint":null,"choices":[{{"index":0,"delta":')
         tail = '}]' + (',"usage":null' if include_usage else '') + '}\n\n'
@@ -449,10 +459,20 @@ class _Reply:
         def chunk(delta: dict[str, Any]) -> bytes:
             return (head + json.dumps(delta, separators=(",", ":")) + more).encode()
 
+        try:
+            yield chunk({"role": "assistant", "content": "", "refusal": None})
+            while not first.done():
+                await asyncio.wait({first}, timeout=KEEP_ALIVE)
+                if not first.done():
+                    yield b": keep-alive\n\n"
+        finally:
+            if not first.done():  # the client went away while waiting: stop the reply
+                first.cancel()
+                await asyncio.wait({first})
+                await pieces.aclose()
         sent: list[str] = []
         async with aclosing(pieces):
-            yield chunk({"role": "assistant", "content": "", "refusal": None})
-            piece = first
+            piece = first.result()
             while piece is not None:
                 if isinstance(piece, _Replace):
                     so_far = "".join(sent)

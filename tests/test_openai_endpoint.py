@@ -483,3 +483,34 @@ def test_serve_needs_no_poe_access_key_for_an_api_bot(tmp_path: Path) -> None:
                                          "conversation_id": "c", "message_id": "m"},
                         headers={"authorization": "Bearer anything"})
         assert poe.status_code == 401
+
+
+def test_a_slow_first_token_starts_the_stream_with_keep_alives(base: str, client: openai.OpenAI, fake: ScriptedOpenAI,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import polybot.openai_api
+
+    monkeypatch.setattr(polybot.openai_api, "FIRST_TOKEN_WAIT", 0.05)
+    monkeypatch.setattr(polybot.openai_api, "KEEP_ALIVE", 0.05)
+    fake.push(Reply(chunks=["slow", " start"], delay=0.4))
+    with httpx.stream("POST", base + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                      json={"model": "Sturdy", "stream": True, "messages": user("hi")}) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert ": keep-alive" in lines and lines[-1] == "data: [DONE]"
+    fake.push(Reply(chunks=["slow", " start"], delay=0.4))
+    assert streamed(client, "Sturdy", "hi") == ("slow start", None, "stop")
+
+
+async def test_cancelling_before_the_first_token_closes_the_provider_stream(base: str, fake: ScriptedOpenAI,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import polybot.openai_api
+
+    monkeypatch.setattr(polybot.openai_api, "FIRST_TOKEN_WAIT", 0.05)
+    fake.push(Reply(chunks=["late"] * 5, delay=1.0))
+    async with openai.AsyncOpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client:
+        stream = await client.chat.completions.create(model="Sturdy", messages=user("go on"), stream=True)
+        async for chunk in stream:
+            assert chunk.choices[0].delta.role == "assistant"
+            break
+        await stream.close()
+    assert await asyncio.to_thread(fake.cut.wait, 5), "the provider stream was not closed"
+    assert fake.sent < 4
