@@ -192,7 +192,8 @@ class Runtime:
 
     def settings(self) -> fp.SettingsResponse:
         poe = self.spec.poe
-        values = poe.model_dump(exclude={"access_key_env", "suggested_replies"}, exclude_none=True)
+        values = poe.model_dump(exclude={"access_key_env", "suggested_replies", "kind", "base_url", "pricing"},
+                                exclude_none=True)
         values["server_bot_dependencies"] = self.dependencies()
         return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls))
 

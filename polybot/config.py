@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -55,6 +55,22 @@ class Fallback(_Strict):
     model: str | None = None
 
 
+class PoePricingTier(_Strict):
+    """A `[[poe.pricing.tiers]]` entry: the rates once a request's input reaches `min_prompt_tokens`."""
+
+    min_prompt_tokens: int = Field(gt=0)
+    prompt: float | str
+    completion: float | str
+
+
+class PoePricing(_Strict):
+    """`[poe.pricing]` of a Poe API bot: USD per token (`polybot sync --api-bots` sends it)."""
+
+    prompt: float | str
+    completion: float | str
+    tiers: list[PoePricingTier] = []
+
+
 class PoeConfig(_Strict):
     """The `[poe]` table: Poe settings (SettingsResponse) and serving."""
 
@@ -67,6 +83,18 @@ class PoeConfig(_Strict):
     enable_multi_entity_prompting: bool | None = None
     server_bot_dependencies: dict[str, int] = {}
     suggested_replies: bool | None = None
+    #: "api": published as a Poe API bot by `polybot sync --api-bots` (SPEC §9); not a setting.
+    kind: Literal["server", "api"] | None = None
+    #: The public base URL Poe calls for an API bot (e.g. "https://bots.example.com/v1").
+    base_url: str | None = None
+    pricing: PoePricing | None = None
+
+
+class OpenAIApiConfig(_Strict):
+    """The `[openai_api]` table: this bot on the OpenAI-compatible endpoint."""
+
+    #: The variable holding the key clients send for this bot (default: POLYBOT_API_KEY).
+    key_env: str | None = None
 
 
 class BotConfig(_Strict):
@@ -88,6 +116,7 @@ class BotConfig(_Strict):
     fallback: list[Fallback] = []
     poe: PoeConfig = PoeConfig()
     controls: list[dict[str, Any]] = []
+    openai_api: OpenAIApiConfig = OpenAIApiConfig()
 
 
 def default_access_key_env(bot_name: str) -> str:

@@ -171,12 +171,14 @@ async def watch(workspace: Workspace, stop: asyncio.Event,
 def cmd_dev(args: Any) -> int:
     import uvicorn
 
+    from polybot.openai_api import mount_openai
     from polybot.playground import Playground
     from polybot.server import BotServer
 
     root: Path = args.project
     load_dotenv(root)
     server = BotServer()
+    mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
     playground = Playground(workspace, open_access=args.open_playground)
     playground.mount(server.app)

@@ -97,6 +97,8 @@ class _Failure:
     retryable: bool
     refused: bool = False
     error_type: str | None = None
+    status: int | None = None
+    retry_after: float | None = None
 
 
 class _Quote:
@@ -134,6 +136,9 @@ class ReplyInfo:
     provider: str = ""
     model: str = ""
     tool_rounds: int = 0
+    #: Of the last failure (a reply that ended in an error): the provider's HTTP status, Retry-After.
+    status: int | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +267,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                     failure = _Failure(exc.message, False, refused=True)
                     retry_after = None
                 except ProviderError as exc:
-                    failure = _Failure(exc.message, exc.retryable, error_type=exc.error_type)
+                    failure = _Failure(exc.message, exc.retryable, error_type=exc.error_type, status=exc.status,
+                                       retry_after=exc.retry_after)
                     retry_after = exc.retry_after
                 except TimeoutError as exc:
                     failure = _Failure(f"{step.provider} {exc.args[0] if exc.args else 'timed out'}", True)
@@ -299,6 +305,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
         if info is not None:
             info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
             info.tool_rounds = rounds
+            if failures:
+                info.status, info.retry_after = failures[-1].status, failures[-1].retry_after
         # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
         log.info("%s", json.dumps(record), extra={"reply": record})
 
