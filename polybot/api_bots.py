@@ -144,7 +144,7 @@ class ApiBotSync:
         if not url:
             return (f"{name}: no public URL for Poe to call: pass --url https://your.host or set "
                     "`base_url` in its [poe] table")
-        if spec.poe.pricing is None:
+        if spec.poe.pricing is None or spec.poe.pricing.prompt is None or spec.poe.pricing.completion is None:
             return f"{name}: [poe.pricing] is missing: add `prompt` and `completion` (USD per token)"
         endpoint_key = runtime.environ.get(spec.openai_api_key_env, "")
         if not endpoint_key:
@@ -219,7 +219,9 @@ class _ApiError(Exception):
     pass
 
 
-def _decimal(value: float | str) -> str:
+def _decimal(value: float | str | None) -> str:
+    if value is None:
+        raise PolybotError(["[poe.pricing]: `prompt` and `completion` (USD per token) are required for an API bot"])
     try:
         number = Decimal(str(value))
     except InvalidOperation:

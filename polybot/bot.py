@@ -21,6 +21,7 @@ from polybot.manifest import BotSpec
 from polybot.prompts import PromptLibrary, render_problem
 from polybot.providers.base import ChatRequest, FileOut, Message, Origin, ToolCall, ToolSpec
 from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, ToolActivity, Tools, stream_chain
+from polybot.pricing import Meter, charges
 from polybot.tools import ToolBox, load_tools
 
 log = logging.getLogger("polybot")
@@ -79,9 +80,27 @@ class Runtime:
                   for fb in self.spec.fallback]
         tools = Tools(self.toolbox, frozenset(t.function.name for t in request.tools or ()),
                       self.spec.max_tool_rounds)
+        meter = self._meter(request, origin.access_key)
+        if meter is not None:
+            size = len(system) + sum(len(m.text) for m in messages)
+            refused = await meter.authorize(request, meter.estimate(size, chain[0].request.max_tokens))
+            if refused is not None:
+                yield refused
+                return
+            info = info or ReplyInfo()
         async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
                                         info=info, tools=tools):
             yield event
+        if meter is not None and info is not None and info.outcome in ("ok", "truncated"):
+            await meter.capture(request, info.usage)
+
+    def _meter(self, request: fp.QueryRequest, access_key: str | None) -> Meter | None:
+        """The cost meter of a priced reply on Poe (Poe sends a bot_query_id); None otherwise."""
+        pricing = self.spec.poe.pricing
+        if not charges(pricing) or self.spec.poe.kind == "api" or not request.bot_query_id or not access_key:
+            return None
+        assert pricing is not None
+        return Meter(pricing, fp.PoeBot(path=f"/{self.spec.name}", access_key=access_key, bot_name=None))
 
     def render_prompt(self, request: fp.QueryRequest, params: dict[str, Any]) -> str:
         spec = self.spec

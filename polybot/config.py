@@ -64,10 +64,17 @@ class PoePricingTier(_Strict):
 
 
 class PoePricing(_Strict):
-    """`[poe.pricing]` of a Poe API bot: USD per token (`polybot sync --api-bots` sends it)."""
+    """`[poe.pricing]`: what a reply costs the user, in USD.
 
-    prompt: float | str
-    completion: float | str
+    `prompt` and `completion` are per token (a Poe API bot's prices, sent by `polybot sync
+    --api-bots`; a server bot charges them from the usage its provider reports), `per_reply` a flat
+    charge per reply (server bots). A server bot authorizes before calling the provider and
+    captures the actual amount after, through Poe's cost API.
+    """
+
+    prompt: float | str | None = None
+    completion: float | str | None = None
+    per_reply: float | None = Field(None, ge=0)
     tiers: list[PoePricingTier] = []
 
 
@@ -83,6 +90,9 @@ class PoeConfig(_Strict):
     enable_multi_entity_prompting: bool | None = None
     server_bot_dependencies: dict[str, int] = {}
     suggested_replies: bool | None = None
+    #: Shown to users on Poe (SettingsResponse): the prices in words, and the label under each reply.
+    rate_card: str | None = None
+    cost_label: str | None = None
     #: "api": published as a Poe API bot by `polybot sync --api-bots` (SPEC §9); not a setting.
     kind: Literal["server", "api"] | None = None
     #: The public base URL Poe calls for an API bot (e.g. "https://bots.example.com/v1").

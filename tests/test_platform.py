@@ -7,6 +7,7 @@ from pathlib import Path
 
 import fastapi_poe as fp
 import httpx
+import pytest
 
 from polybot.dev import Workspace
 from polybot.server import BotServer
@@ -65,3 +66,62 @@ async def respond(request, bot):
     events = [e async for e in rt.respond(request(("user", "draw a cat")))]
     files = [e.attachment for e in events if isinstance(e, fp.PartialResponse) and e.attachment]
     assert [(f.url, f.name) for f in files] == [("https://cdn.example/cat.png", "cat.png")]
+
+
+PRICED = '''provider = "echo"
+[poe]
+rate_card = "1 point per reply, plus tokens"
+cost_label = "Priced"
+[poe.pricing]
+per_reply = 0.001
+prompt = 0.000002
+completion = 0.00001
+'''
+
+
+def priced_request(text: str) -> fp.QueryRequest:
+    return request(("user", text), bot_query_id="bq-1")
+
+
+async def test_a_priced_reply_is_authorized_then_captured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes.poe_costs import FakeCosts
+    from tests.fakes.server import serve_in_thread
+
+    costs = FakeCosts()
+    monkeypatch.setenv("POE_ACCESS_KEY_PRICED", "k" * 32)
+    make_bot(tmp_path, "Priced", PRICED, "Be brief.")
+    rt = runtime(tmp_path, "Priced")
+    assert rt.settings().rate_card == "1 point per reply, plus tokens" and rt.settings().cost_label == "Priced"
+    with serve_in_thread(costs.app) as url:
+        monkeypatch.setenv("POLYBOT_POE_BASE_URL", url)
+        events = [e async for e in rt.respond(priced_request("one two three"))]
+    assert "".join(e.text for e in events) == "one two three"
+    (auth, query, body), (capture, _, captured) = costs.calls
+    assert (auth, capture, query, body["access_key"]) == ("authorize", "capture", "bq-1", "k" * 32)
+    # echo reports 5 input tokens (2 prompt words + 3) and 3 output: 0.001 + 5 * 0.000002 + 3 * 0.00001 USD
+    assert captured["amounts"][0]["amount_usd_milli_cents"] == 104
+    assert body["amounts"][0]["amount_usd_milli_cents"] >= 104
+
+
+async def test_insufficient_funds_end_the_reply_before_any_provider_call(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes.poe_costs import FakeCosts
+    from tests.fakes.server import serve_in_thread
+
+    costs = FakeCosts(funds=0)
+    monkeypatch.setenv("POE_ACCESS_KEY_PRICED", "k" * 32)
+    make_bot(tmp_path, "Priced", PRICED, "Be brief.")
+    rt = runtime(tmp_path, "Priced")
+    with serve_in_thread(costs.app) as url:
+        monkeypatch.setenv("POLYBOT_POE_BASE_URL", url)
+        events = [e async for e in rt.respond(priced_request("hello"))]
+    assert len(events) == 1 and isinstance(events[0], fp.ErrorResponse)
+    assert (events[0].error_type, events[0].allow_retry) == ("insufficient_fund", False)
+    assert [c[0] for c in costs.calls] == ["authorize"]
+
+
+async def test_nothing_is_charged_outside_poe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYBOT_POE_BASE_URL", "http://127.0.0.1:9")  # would fail loudly if called
+    make_bot(tmp_path, "Priced", PRICED, "Be brief.")
+    events = [e async for e in runtime(tmp_path, "Priced").respond(request(("user", "hi")))]
+    assert "".join(e.text for e in events) == "hi"
