@@ -110,6 +110,8 @@ def compile_bot(
     if config is not None:
         model = _check_provider(project.providers, config.provider, config.model, text, rel_toml, (),
                                 out.problems)
+        if model is not None:
+            out.problems += _check_options(project.providers[config.provider], model, config, text, rel_toml)
         for i, fb in enumerate(config.fallback):
             fb_model = _check_provider(project.providers, fb.provider, fb.model, text, rel_toml,
                                        ("fallback", i), out.problems)
@@ -140,6 +142,12 @@ def compile_bot(
                 out.problems.append(hook_problem(exc, hooks_path, rel_hooks, "context() failed"))
                 return out
 
+    if config is not None and config.tools:
+        from polybot.tools import load_tools
+
+        namespace = out.hooks.namespace if out.hooks is not None else {}
+        out.problems += load_tools(config.tools, namespace, f"{folder.rel}/{HOOKS_FILE}", rel_toml,
+                                   locate(text, ("tools",)))[1]
     out.problems += library.check(folder.name, CONTEXT_NAMES | frozenset(extra))
     if out.problems or config is None or model is None:
         return out
@@ -162,6 +170,9 @@ def compile_bot(
         temperature=config.temperature,
         max_tokens=config.max_tokens,
         params=config.params,
+        show_thinking=config.show_thinking,
+        tools=config.tools,
+        max_tool_rounds=config.max_tool_rounds,
         vars=config.vars,
         fallback=fallbacks,
         poe=config.poe,
@@ -170,6 +181,7 @@ def compile_bot(
         templates=library.own_templates(folder.name),
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,
+        openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
     )
     return out
 
@@ -205,6 +217,23 @@ def _check_provider(
                                 f"{', '.join(provider.models)}"))
         return None
     return resolved
+
+
+def _check_options(provider: ProviderConfig, model: str, config: BotConfig, text: str,
+                   rel: str) -> list[Problem]:
+    """`params` against the adapter's declared options, and its model rules (SPEC §6, STYLE #12)."""
+    from polybot.providers import adapter_class
+
+    adapter = adapter_class(provider.kind)
+    if adapter is None:
+        return []
+    params = {**provider.params, **config.params}
+    problems = [Problem(p.path, p.line, f"{p.message}; options polybot does not know go under "
+                        "params.extra_body, unchecked" if "unknown key" in p.message else p.message)
+                for p in validate_model(adapter.Options, config.params, text, rel, ("params",))[1]]
+    for key, message in adapter.rules(model, config.temperature, config.max_tokens, params):
+        problems.append(Problem(rel, locate(text, tuple(key.split("."))), message))
+    return problems
 
 
 def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, Any], text: str, rel: str,
@@ -276,6 +305,7 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
         bots=specs,
     )
     unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
+        previous.format == manifest.format and \
         previous.providers == manifest.providers and \
         previous.shared_templates == manifest.shared_templates and previous.bots.keys() == specs.keys() and \
         all(previous.bots[name] is spec for name, spec in specs.items())
@@ -315,11 +345,7 @@ def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
         result = compile_project(root, reduced)
     expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {MANIFEST, CONSTRAINTS, RECORD}
     result.outputs[CONSTRAINTS] = constraints().encode()
-    schema = _digest(json.dumps(Manifest.model_json_schema(), sort_keys=True))
-    record = (json.dumps({"files": sorted(expected), "schema": schema}, indent=2) + "\n").encode()
-    if MANIFEST not in result.outputs and _record_schema(out) != schema:
-        result.outputs[MANIFEST] = result.manifest.dumps()  # same content, new manifest format
-    result.outputs[RECORD] = record
+    result.outputs[RECORD] = (json.dumps({"files": sorted(expected)}, indent=2) + "\n").encode()
     recorded = recorded_outputs(out)
     rel_out = _display(out, root)
     if check:
@@ -388,14 +414,6 @@ def recorded_outputs(out: Path) -> set[str]:
     if bots is None:
         return set()
     return {MANIFEST} | {f"prompts/{name}.md" for name in bots if _inside(f"prompts/{name}.md")}
-
-
-def _record_schema(out: Path) -> str | None:
-    try:
-        schema = json.loads((out / RECORD).read_text("utf-8")).get("schema")
-        return schema if isinstance(schema, str) else None
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _inside(rel: str) -> bool:

@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command("sync", "push each bot's settings to Poe", "polybot.sync:cmd_sync")
     p.add_argument("names", nargs="*")
     p.add_argument("--base-url", default=None, help="Poe API base URL (for a local test server)")
+    p.add_argument("--api-bots", action="store_true",
+                   help='create or update the bots marked [poe] kind = "api" as Poe API bots (POE_API_KEY)')
+    p.add_argument("--url", default=None, help="with --api-bots: the public URL of `polybot serve` Poe calls")
+    p.add_argument("--dry-run", action="store_true", help="with --api-bots: print what would change, send nothing")
+    p.add_argument("--send-key", action="store_true", help="with --api-bots: send the endpoint key even if "
+                   "nothing else changed (after rotating it)")
 
     deploy = sub.add_parser("deploy", help="deploy the build").add_subparsers(
         dest="deploy_target", required=True, metavar="TARGET")

@@ -62,20 +62,31 @@ def default_params(controls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 #: Longest text a text_field / text_area control passes on.
 MAX_TEXT_PARAM = 10_000
+#: An undeclared `max_tokens` (OpenAI-compatible clients send one) may only lower the output limit:
+#: at most the bot's own max_tokens, or this many when the bot sets none.
+MAX_CLIENT_TOKENS = 65_536
 
 
-def allowed_params(controls: Sequence[Mapping[str, Any]], picked: Mapping[str, Any]) -> dict[str, Any]:
+def allowed_params(controls: Sequence[Mapping[str, Any]], picked: Mapping[str, Any],
+                   max_tokens: int | None = None) -> dict[str, Any]:
     """The values in `picked` (Poe `parameters`) that a declared control accepts, each within it:
     a slider's number clamped to min..max, a drop-down's value one of its options, a toggle a bool,
-    a text at most MAX_TEXT_PARAM characters. Anything else is dropped."""
+    a text at most MAX_TEXT_PARAM characters. Anything else is dropped, except an undeclared
+    `max_tokens` from 1 to the bot's own `max_tokens` (or MAX_CLIENT_TOKENS)."""
     out: dict[str, Any] = {}
+    declared = set()
     for control in controls:
         name = control.get("parameter_name")
+        declared.add(name)
         if not isinstance(name, str) or name not in picked:
             continue
         value = _within(control, picked[name])
         if value is not None:
             out[name] = value
+    limit = picked.get("max_tokens")
+    if "max_tokens" not in declared and isinstance(limit, int) and not isinstance(limit, bool) and \
+            0 < limit <= (max_tokens or MAX_CLIENT_TOKENS):
+        out["max_tokens"] = limit
     return out
 
 

@@ -171,6 +171,7 @@ async def watch(workspace: Workspace, stop: asyncio.Event,
 def cmd_dev(args: Any) -> int:
     import uvicorn
 
+    from polybot.openai_api import mount_openai
     from polybot.playground import Playground
     from polybot.security import DevAccess, binding_warning
     from polybot.server import BotServer
@@ -179,6 +180,7 @@ def cmd_dev(args: Any) -> int:
     load_dotenv(root)
     access = DevAccess.for_binding(args.host, args.port, getattr(args, "allow_host", []))
     server = BotServer(dev=access)
+    mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
     playground = Playground(workspace, access)
     playground.mount(server.app)

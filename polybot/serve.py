@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from polybot.manifest import load_manifest
+from polybot.openai_api import endpoint_notice
 from polybot.server import create_app
 
 
@@ -18,6 +19,7 @@ def cmd_serve(args: Any) -> int:
     manifest = load_manifest(root / "build" / "manifest.json")
     server = create_app(manifest, root, allow_without_key=args.allow_without_key)
     print(f"polybot serve: {len(server.bots)} bots on http://{args.host}:{args.port}/<Name>", file=sys.stderr)
+    print(f"polybot serve: {endpoint_notice(server, open_without_key=args.allow_without_key)}", file=sys.stderr)
     if args.workers > 1:
         # Each worker process imports polybot.asgi, which builds the same app from the manifest.
         os.environ["POLYBOT_PROJECT"] = str(root)

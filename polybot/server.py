@@ -104,9 +104,12 @@ def runtimes_from_manifest(manifest: Manifest, root: Path,
 def create_app(manifest: Manifest, root: Path, *, allow_without_key: bool = False,
                environ: Mapping[str, str] | None = None) -> BotServer:
     """A server for every bot in `manifest`; refuses bots without access keys unless allowed."""
+    from polybot.openai_api import mount_openai
+
     server = BotServer(environ)
     for runtime in runtimes_from_manifest(manifest, root, environ):
         server.put(runtime)
+    mount_openai(server, open_without_key=allow_without_key)
     missing = server.missing_keys()
     if missing and not allow_without_key:
         raise PolybotError([
@@ -184,6 +187,10 @@ class _Guard:
             await _refuse(scope, receive, send, 413, f"request body over {self.limit} bytes")
             return
         if method in ("GET", "HEAD", "OPTIONS"):
+            refusal = self._remote_openai_problem(scope, None)
+            if refusal is not None:
+                await _refuse(scope, receive, send, 403, refusal)
+                return
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive, self.limit)
@@ -192,6 +199,10 @@ class _Guard:
             return
         if isinstance(body, BaseException):
             return  # the client went away
+        refusal = self._remote_openai_problem(scope, body)
+        if refusal is not None:
+            await _refuse(scope, receive, send, 403, refusal)
+            return
         bot = self.server.bots.get(scope["path"][1:]) if method == "POST" else None
         if bot is not None:
             problem = self._bot_problem(bot, scope, body)
@@ -200,6 +211,24 @@ class _Guard:
                 await _refuse(scope, receive, send, status, detail)
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _remote_openai_problem(self, scope: Scope, body: bytes | None) -> str | None:
+        """Under `dev`, the OpenAI-compatible endpoint serves a bot without its key variable set to
+        loopback callers only, like the Poe routes; a remote caller needs a key the server knows."""
+        dev = self.server.dev
+        if dev is None or not scope["path"].startswith("/v1/") or dev.is_local(scope):
+            return None
+        bots = list(self.server.bots.values())
+        keys = {b.runtime.spec.name: self.server.environ.get(b.runtime.spec.openai_api_key_env) for b in bots}
+        given = bearer(scope)
+        if not any(keys_match(given, key) for key in keys.values() if key):
+            return ("polybot dev serves its OpenAI-compatible endpoint on 127.0.0.1 only, unless called with "
+                    "a key set on the server (POLYBOT_API_KEY or a bot's [openai_api] key_env)")
+        model = _json_field(body, "model") if body is not None else None
+        name = next((n for n in keys if isinstance(model, str) and n.lower() == model.lower()), None)
+        if name is not None and not keys[name]:
+            return f"{name} has no OpenAI API key set, so polybot dev serves it on 127.0.0.1 only"
+        return None
 
     def _bot_problem(self, bot: PolyPoeBot, scope: Scope, body: bytes) -> tuple[int, str] | None:
         if bot.access_key:
@@ -211,6 +240,14 @@ class _Guard:
                          f"only; set {env} to reach it from elsewhere")
         problem = poe_body_problem(body)
         return (400, problem) if problem is not None else None
+
+
+def _json_field(body: bytes, name: str) -> object:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data.get(name) if isinstance(data, dict) else None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None | BaseException:

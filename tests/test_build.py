@@ -103,3 +103,15 @@ def test_shared_partial_or_providers_change_rerenders_everything(project: Path) 
     with (project / "providers.toml").open("a") as f:
         f.write("\n# a comment\n")
     assert build(project, out).rendered == 4
+
+
+def test_a_manifest_shape_change_bumps_its_format() -> None:
+    """An incremental build reuses unchanged bots from the old manifest; only a FORMAT bump makes it
+    rewrite a manifest whose shape changed (a new BotSpec field, say)."""
+    import hashlib
+    import json
+
+    from polybot.manifest import SCHEMA_DIGEST, Manifest
+
+    digest = hashlib.sha256(json.dumps(Manifest.model_json_schema(), sort_keys=True).encode()).hexdigest()[:16]
+    assert digest == SCHEMA_DIGEST, "the manifest models changed: bump manifest.FORMAT and update SCHEMA_DIGEST"

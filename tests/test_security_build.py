@@ -240,18 +240,6 @@ def test_headers_env_keeps_the_value_out_of_files_and_reaches_the_provider(
     assert config.request_headers({}) == {"X-Team": "bots"}
 
 
-def test_a_new_manifest_format_is_written_even_when_no_bot_changed(project: Path) -> None:
-    out = project / "build"
-    assert run(project) == 0
-    fresh = (out / "manifest.json").read_bytes()
-    record = json.loads((out / RECORD).read_text())
-    (out / RECORD).write_text(json.dumps({**record, "schema": "an-older-polybot"}))
-    (out / "manifest.json").write_bytes(fresh.replace(b'"headers_env": {},', b""))  # written by that polybot
-    assert run(project) == 0
-    assert (out / "manifest.json").read_bytes() == fresh
-    assert run(project, "--check") == 0
-
-
 def test_a_legacy_build_of_another_format_is_still_polybots(project: Path) -> None:
     out = project / "build"
     (out / "prompts").mkdir(parents=True)

@@ -106,6 +106,24 @@ async def test_keyless_dev_bots_answer_loopback_only(project: Path) -> None:
         assert forwarded.status_code == 403
 
 
+async def test_dev_openai_endpoint_without_a_key_answers_loopback_only(project: Path) -> None:
+    server, _ = dev_server(project, {**ENV, "POLYBOT_API_KEY": ""}, DevAccess.for_binding("0.0.0.0", PORT))
+    from polybot.openai_api import mount_openai
+
+    mount_openai(server, open_without_key=True)
+    chat = {"model": "Open", "messages": [{"role": "user", "content": "hi"}]}
+    async with client(server) as c:
+        assert (await c.post("/v1/chat/completions", json=chat)).status_code == 200
+        assert (await c.get("/v1/models")).status_code == 200
+    async with client(server, REMOTE, f"192.168.1.5:{PORT}") as c:
+        assert (await c.post("/v1/chat/completions", json=chat)).status_code == 403
+        assert (await c.get("/v1/models", headers={"authorization": "Bearer guess"})).status_code == 403
+    server.environ = {**ENV, "POLYBOT_API_KEY": "api-key"}  # type: ignore[assignment]
+    async with client(server, REMOTE, f"192.168.1.5:{PORT}") as c:
+        ok = await c.post("/v1/chat/completions", json=chat, headers={"authorization": "Bearer api-key"})
+        assert ok.status_code == 200, ok.text
+
+
 def test_dev_bound_to_loopback_refuses_ip_hosts_and_allow_host_adds_names() -> None:
     local = DevAccess.for_binding("127.0.0.1", PORT)
     scope = {"type": "http", "headers": [(b"host", f"192.168.1.5:{PORT}".encode())], "client": REMOTE}
@@ -276,6 +294,8 @@ async def test_parameters_only_through_declared_controls_and_clamped(tmp_path: P
         assert sent(fake)["temperature"] == 1
         await c.post("/Tuned", json=query(parameters={"temperature": "hot"}), headers={"authorization": "Bearer x"})
         assert sent(fake)["temperature"] == 0.5
+        await c.post("/Plain", json=query(parameters={"max_tokens": 50}), headers={"authorization": "Bearer x"})
+        assert 50 in (sent(fake).get("max_tokens"), sent(fake).get("max_completion_tokens"))  # lowering is fine
 
 
 async def test_unencodable_text_is_cleaned_before_the_sdk(tmp_path: Path, fake: FakeOpenAI) -> None:

@@ -63,6 +63,9 @@ def hostile_page(target: str) -> str:
   fetch("{target}/Spender", {{method: "POST", mode: "no-cors", headers: {{"content-type": "text/plain"}},
         body: JSON.stringify({{version: "1.2", type: "query", query: [{{role: "user", content: "spend"}}],
         user_id: "u", conversation_id: "c", message_id: "m"}})}}).catch(() => {{}});
+  fetch("{target}/v1/chat/completions", {{method: "POST", mode: "no-cors",
+        headers: {{"content-type": "text/plain"}},
+        body: JSON.stringify({{model: "Spender", messages: [{{role: "user", content: "spend"}}]}})}}).catch(() => {{}});
   document.getElementById("f").submit();
   setTimeout(() => {{ document.title = "sent"; }}, 1500);
 </script></body></html>"""

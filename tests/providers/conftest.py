@@ -53,7 +53,8 @@ class Harness:
     def provider(self, **overrides: Any) -> Provider:
         config = ProviderConfig.model_validate({"kind": self.kind.kind, "api_base": self.fake.base_url +
                                                 self.kind.base_suffix, "api_key_env": KEY_ENV,
-                                                "default_model": "model-x", "timeout": 5, **overrides})
+                                                "default_model": "model-x", "timeout": 5, "vision": True,
+                                                **overrides})
         self.created.append(create_provider(self.kind.kind, config))
         return self.created[-1]
 
