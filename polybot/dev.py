@@ -193,7 +193,7 @@ def cmd_dev(args: Any) -> int:
           file=sys.stderr)
     for name in sorted(workspace.runtimes):
         print(f"  {base}/{name}", file=sys.stderr)
-    print(f"playground: {base}/", file=sys.stderr)
+    print(f"playground: http://127.0.0.1:{args.port}/", file=sys.stderr)  # it answers loopback names only
 
     async def main() -> None:
         config = uvicorn.Config(server.app, host=args.host, port=args.port, log_level="warning")
