@@ -7,6 +7,7 @@ an include from a bot's template looks in the bot's folder first, then in `bots/
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -236,7 +237,8 @@ async def render_off_loop(fn: Callable[..., T], *args: Any) -> T:
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="polybot-render")
-    future = asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args))
+    context = contextvars.copy_context()  # hooks' context() sees the caller's context variables
+    future = asyncio.get_running_loop().run_in_executor(_pool, functools.partial(context.run, fn, *args))
     try:
         return await asyncio.wait_for(future, HARD_DEADLINE)
     except TimeoutError:
