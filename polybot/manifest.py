@@ -11,9 +11,9 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 4  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 5  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
-SCHEMA_DIGEST = "fa1bb6a38531d285"
+SCHEMA_DIGEST = "8f9bc80e17d23371"
 
 
 class BotSpec(BaseModel):
