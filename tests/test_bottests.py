@@ -113,3 +113,22 @@ def test_junit_report(tmp_path: Path) -> None:
     path = tmp_path / "junit.xml"
     assert run(tmp_path, junit_path=path) == 1
     assert re.sub(r'time="[^"]*"', "", path.read_text()) == re.sub(r'time="[^"]*"', "", xml)
+
+
+def test_the_example_bots_tests_pass_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    assert run(repo) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.splitlines()[-1].endswith("0 failed")
+
+
+def test_build_check_fails_when_a_bot_test_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from polybot.cli import main
+
+    make_bot(tmp_path, "Echo", 'provider = "echo"\n', "You repeat what you hear.")
+    (tmp_path / "bots/Echo/tests.toml").write_text('[[test]]\nask = "hi"\ncontains = ["hi"]\n')
+    assert main(["build", "--project", str(tmp_path)]) == 0
+    assert main(["build", "--check", "--project", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "bot tests pass (1 test)"
+    (tmp_path / "bots/Echo/tests.toml").write_text('[[test]]\nask = "hi"\ncontains = ["bye"]\n')
+    assert main(["build", "--check", "--project", str(tmp_path)]) == 1
+    assert "bots/Echo/tests.toml:1: hi: the reply does not contain 'bye': 'hi'" in capsys.readouterr().err
