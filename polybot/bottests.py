@@ -39,6 +39,8 @@ class BotTest(BaseModel):
     contains: list[str | list[str]] = []  # a list inside: any one of them
     not_contains: list[str] = []
     matches: str | None = None
+    #: A criterion in words, graded by the judge bot named in bot.toml's `[test] judge`.
+    judge: str | None = None
 
     @field_validator("matches")
     @classmethod
@@ -52,7 +54,7 @@ class BotTest(BaseModel):
 
     @property
     def calls_provider(self) -> bool:
-        return bool(self.contains or self.not_contains or self.matches is not None)
+        return bool(self.contains or self.not_contains or self.matches is not None or self.judge)
 
 
 class TestsFile(BaseModel):
@@ -128,8 +130,12 @@ def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) ->
                 session = Session(root / "bots" / name / RECORDINGS_DIR, record)
                 pool.session = session
                 runtime = workspace.runtimes[name]
+                judge = workspace.runtimes.get(runtime.spec.judge or "")
+                if runtime.spec.judge and judge is None:
+                    report.problems.append(Problem(f"bots/{name}/bot.toml", None, f"[test] judge: no bot named "
+                                                   f"{runtime.spec.judge!r}{did_you_mean(runtime.spec.judge, workspace.runtimes)}"))
                 for test, line in tests:
-                    report.outcomes.append(await _run_one(runtime, test, name, line, session))
+                    report.outcomes.append(await _run_one(runtime, test, name, line, session, judge))
                 report.written += session.written
                 for stale in session.unused():
                     if record:
@@ -145,12 +151,45 @@ def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) ->
     return report
 
 
-async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, session: Any) -> Outcome:
+async def _ask(runtime: Any, request: Any) -> tuple[str, str | None]:
+    """The reply's text (replacements applied) and the error that ended it, if any."""
+    import fastapi_poe as fp
+
+    from polybot.reliability import ToolActivity
+
+    text = ""
+    error = None
+    async for event in runtime.respond(request):
+        if isinstance(event, ToolActivity) or isinstance(event, fp.MetaResponse):
+            continue
+        if isinstance(event, fp.ErrorResponse):
+            error = event.text
+        elif event.is_replace_response:
+            text = event.text
+        else:
+            text += event.text
+    return text, error
+
+
+JUDGE_PROMPT = """Grade a chatbot's reply against one criterion.
+
+Criterion: {criterion}
+
+The user asked:
+{ask}
+
+The reply:
+{reply}
+
+Answer with PASS or FAIL on the first line, then one sentence saying why."""
+
+
+async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, session: Any,
+                   judge: Any = None) -> Outcome:
     import fastapi_poe as fp
 
     from polybot.bot import chosen_params
     from polybot.conversation import PROTOCOL_VERSION
-    from polybot.reliability import ToolActivity
 
     started = time.monotonic()
     outcome = Outcome(bot, test.name or test.ask, line)
@@ -170,17 +209,14 @@ async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, sess
                 outcome.failures.append(f"the rendered prompt does not contain {needle!r}")
     if test.calls_provider:
         missing_before = len(session.missing)
-        text = ""
-        error = None
-        async for event in runtime.respond(request):
-            if isinstance(event, ToolActivity) or isinstance(event, fp.MetaResponse):
-                continue
-            if isinstance(event, fp.ErrorResponse):
-                error = event.text
-            elif event.is_replace_response:
-                text = event.text
-            else:
-                text += event.text
+        text, error = await _ask(runtime, request)
+        verdict = None
+        if test.judge and judge is not None and error is None and len(session.missing) == missing_before:
+            ask = fp.QueryRequest(version=PROTOCOL_VERSION, type="query", user_id="polybot-test",
+                                  conversation_id=request.conversation_id + "-judge", message_id="polybot-judge",
+                                  query=[fp.ProtocolMessage(role="user", content=JUDGE_PROMPT.format(
+                                      criterion=test.judge, ask=test.ask, reply=text))])
+            verdict, error = await _ask(judge, ask)
         if len(session.missing) > missing_before:
             outcome.failures.append(f"no recording of its provider request ({session.missing[-1]}); record it "
                                     f"with `polybot test {bot} --record` (calls the real provider)")
@@ -188,6 +224,11 @@ async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, sess
             outcome.failures.append(f"the reply ended in an error: {error}")
         else:
             _check_reply(test, text, outcome)
+            if verdict is not None and not verdict.lstrip().upper().startswith("PASS"):
+                reason = verdict.strip().splitlines()[-1] if verdict.strip() else "no verdict"
+                outcome.failures.append(f"the judge says it does not meet {test.judge!r}: {reason}")
+            elif test.judge and judge is None:
+                outcome.failures.append("has a `judge` check but bot.toml names no [test] judge bot")
     outcome.seconds = time.monotonic() - started
     return outcome
 

@@ -176,6 +176,7 @@ def compile_bot(
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,
         openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
+        judge=config.test.judge,
     )
     return out
 

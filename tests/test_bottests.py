@@ -132,3 +132,22 @@ def test_build_check_fails_when_a_bot_test_fails(tmp_path: Path, capsys: pytest.
     (tmp_path / "bots/Echo/tests.toml").write_text('[[test]]\nask = "hi"\ncontains = ["bye"]\n')
     assert main(["build", "--check", "--project", str(tmp_path)]) == 1
     assert "bots/Echo/tests.toml:1: hi: the reply does not contain 'bye': 'hi'" in capsys.readouterr().err
+
+
+def test_a_judge_bot_grades_a_criterion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_bot(tmp_path, "Echo", 'provider = "echo"\n[test]\njudge = "Judge"\n', "You repeat what you hear.")
+    # A code-defined judge: PASS when the reply is a question.
+    make_bot(tmp_path, "Judge", 'provider = "echo"\n', "You grade.", hooks='''
+async def respond(request, bot):
+    reply = request.query[-1].content.split("The reply:\\n", 1)[1].split("\\n\\nAnswer with", 1)[0]
+    yield "PASS\\nit is a question" if reply.endswith("?") else "FAIL\\nthe reply is not a question"
+''')
+    (tmp_path / "bots/Echo/tests.toml").write_text(
+        '[[test]]\nask = "Are you there?"\njudge = "asks a question back"\n\n'
+        '[[test]]\nask = "I am here."\njudge = "asks a question back"\n')
+    assert run(tmp_path, "Echo") == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[:2] == ["PASS  Echo: Are you there?", "FAIL  Echo: I am here."]
+    assert captured.err.splitlines() == [
+        "bots/Echo/tests.toml:5: I am here.: the judge says it does not meet 'asks a question back': "
+        "the reply is not a question"]
