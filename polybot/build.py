@@ -182,6 +182,7 @@ def compile_bot(
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,
         openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
+        judge=config.test.judge,
     )
     return out
 
@@ -494,6 +495,21 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _check_bot_tests(root: Path) -> int:
+    """`build --check` also runs every bot's tests.toml, offline from recordings (SPEC §8)."""
+    from polybot.bottests import TESTS_FILE, print_report, run_tests
+
+    if not any((root / "bots").glob(f"*/{TESTS_FILE}")):
+        return 0
+    report = run_tests(root)
+    if report.failed or report.problems:
+        print_report(report)
+        return 1
+    count = len(report.outcomes)
+    print(f"bot tests pass ({count} test{'s' if count != 1 else ''})")
+    return 0
+
+
 def cmd_build(args: Any) -> int:
     root: Path = args.project
     out: Path = (args.out if args.out is not None else root / "build").resolve()
@@ -502,6 +518,7 @@ def cmd_build(args: Any) -> int:
     rel = _display(out, root)
     if args.check:
         print(f"{rel}/ is up to date ({n} bots)")
+        return _check_bot_tests(root)
     else:
         print(f"built {n} bots into {rel}/ ({result.rendered} rendered, {n - result.rendered} unchanged)")
     return 0

@@ -125,6 +125,13 @@ class OpenAIApiConfig(_Strict):
     key_env: str | None = None
 
 
+class TestSettings(_Strict):
+    """The `[test]` table: how `polybot test` grades this bot."""
+
+    #: The bot (in this project) that grades `judge = "..."` checks: it must answer PASS or FAIL.
+    judge: str | None = None
+
+
 class BotConfig(_Strict):
     """A bot's bot.toml."""
 
@@ -145,6 +152,7 @@ class BotConfig(_Strict):
     poe: PoeConfig = PoeConfig()
     controls: list[dict[str, Any]] = []
     openai_api: OpenAIApiConfig = OpenAIApiConfig()
+    test: TestSettings = TestSettings()
 
 
 def default_access_key_env(bot_name: str) -> str:

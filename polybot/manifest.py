@@ -11,9 +11,9 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 5  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 7  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
-SCHEMA_DIGEST = "e672aead245a2540"
+SCHEMA_DIGEST = "ac277c76b330cf50"
 
 
 class BotSpec(BaseModel):
@@ -42,6 +42,7 @@ class BotSpec(BaseModel):
     hash: str  # of every input; an unchanged hash means an unchanged bot
     #: The variable holding the key of this bot on the OpenAI-compatible endpoint (SPEC §9).
     openai_api_key_env: str = "POLYBOT_API_KEY"
+    judge: str | None = None  # [test] judge: the bot that grades `judge` checks
 
     def metadata(self) -> dict[str, str]:
         """What `bot info` shows: no secrets, nothing internal."""

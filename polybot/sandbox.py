@@ -288,6 +288,12 @@ def _check_items(value: Any, *args: Any, **kwargs: Any) -> None:
         raise SecurityError(f"the template works on more than {MAX_ITEMS} items at once")
 
 
+def _check_slice(value: Any, slices: Any = 1, *args: Any, **kwargs: Any) -> None:
+    _check_items(value)
+    if isinstance(slices, int) and slices > MAX_ITEMS:
+        raise SecurityError(f"slice makes more than {MAX_ITEMS} lists")
+
+
 def _check_sum(value: Any, attribute: Any = None, start: Any = 0) -> None:
     """Summing sequences concatenates them: the total stays within MAX_ITEMS."""
     _check_items(value)
@@ -321,7 +327,8 @@ def _check_center(value: Any, width: Any = 80) -> None:
 _BEFORE: dict[str, Callable[..., None]] = {
     "indent": _check_indent, "replace": _check_replace, "wordwrap": _check_wordwrap,
     "format": _check_format, "urlize": _check_urlize, "striptags": _check_striptags, "sum": _check_sum,
-    **{name: _check_items for name in ("sort", "unique", "batch", "slice", "groupby", "dictsort", "reverse",
+    "slice": _check_slice,
+    **{name: _check_items for name in ("sort", "unique", "batch", "groupby", "dictsort", "reverse",
                                       "map", "select", "reject", "selectattr", "rejectattr", "random", "min",
                                       "max", "items")},
     **{name: _check_stringify for name in ("string", "pprint", "tojson", "urlencode", "xmlattr", "e",

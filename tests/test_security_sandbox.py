@@ -61,7 +61,7 @@ def test_pathological_templates_stop_within_the_limits(source: str) -> None:
     with pytest.raises((SecurityError, RecursionError)):
         library.render("Bot", {"messages": [{"role": "user", "content": "hi"}] * 2000, "big": "a b " * 250000,
                                "markup": "<a>" * 333333})
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # the deadline is 1 s; the margin is for a loaded machine
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200, f"peak memory grew {grown_mb:.0f} MB"
 

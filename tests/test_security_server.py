@@ -347,5 +347,5 @@ async def test_healthz_stays_fast_during_a_pathological_render(tmp_path: Path, p
         await poller
     print(f"render {took:.2f}s; worst /healthz latency during it: {worst * 1000:.0f} ms")
     assert "event: error" in reply and "system.md.j2" in reply
-    assert took < 2.0
+    assert took < 3.0  # the reply gives up at 1.25 s; the margin is for a loaded machine
     assert worst < 0.5, f"/healthz waited {worst:.2f}s during the render"

@@ -32,16 +32,10 @@ class Kind:
 
 def kinds() -> list[Kind]:
     from tests.fakes.anthropic_wire import FakeAnthropic
+    from tests.fakes.gemini_wire import FakeGemini
     from tests.fakes.openai_wire import FakeOpenAI
 
-    found = [Kind("openai", FakeOpenAI, "/v1"), Kind("anthropic", FakeAnthropic, "")]
-    try:
-        from tests.fakes.gemini_wire import FakeGemini
-
-        found.append(Kind("gemini", FakeGemini, ""))
-    except ImportError:
-        pass
-    return found
+    return [Kind("openai", FakeOpenAI, "/v1"), Kind("anthropic", FakeAnthropic, ""), Kind("gemini", FakeGemini, "")]
 
 
 class Harness:
