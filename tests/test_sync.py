@@ -160,5 +160,6 @@ def test_unreachable_server_fails_cleanly(project: Path, capsys: pytest.CaptureF
 
 
 def test_needs_a_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bots").mkdir()
     assert main(["sync", "--project", str(tmp_path)]) == 1
     assert capsys.readouterr().err == "build/manifest.json: not found; run `polybot build` first\n"
