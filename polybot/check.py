@@ -13,9 +13,12 @@ from polybot.project import find_bots, name_problems
 
 
 def project_problems(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]]:
-    """providers.toml and bot-name problems: cheap checks every command can afford."""
+    """Provider plugins, providers.toml and bot names: cheap checks every command can afford."""
+    from polybot.providers import load_plugins
+
+    plugins = [Problem(where, None, message) for where, message in load_plugins()]
     providers, problems = load_providers(root)
-    return providers, problems + name_problems(find_bots(root))
+    return providers, plugins + problems + name_problems(find_bots(root))
 
 
 def print_problems(problems: Iterable[Problem], out: TextIO | None = None) -> None:
