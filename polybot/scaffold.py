@@ -10,7 +10,7 @@ import tomlkit
 from pydantic import ValidationError
 
 from polybot.config import ProviderConfig, default_access_key_env, load_providers
-from polybot.errors import PolybotError, did_you_mean
+from polybot.errors import PolybotError, Problem, did_you_mean
 from polybot.project import NAME_RULE, PROMPT_FILE, find_bots
 
 _PROVIDERS_TOML = '''\
@@ -157,12 +157,12 @@ def cmd_init(args: Any) -> int:
 def cmd_new(args: Any) -> int:
     root: Path = args.project
     name: str = args.name
-    problems = []
+    problems: list[Problem | str] = []
     if not NAME_RULE.match(name):
         problems.append(f"invalid bot name {name!r}: Poe bot names are 4-20 characters of letters, digits, "
                         "'-', '_' or '.'")
     providers, provider_problems = load_providers(root)
-    problems += [str(p) for p in provider_problems]
+    problems += provider_problems  # located, first
     if args.provider not in providers:
         problems.append(f"unknown provider {args.provider!r}{did_you_mean(args.provider, providers)}; "
                         f"choose one of {', '.join(sorted(providers))} or add one with `polybot providers add`")
