@@ -34,7 +34,7 @@ def load_env(root: Path, environ: MutableMapping[str, str] | None = None) -> lis
     values = read_env_file(root)
     changed = []
     for name, value in values.items():
-        if name in environ and _from_file.get(name) != environ[name]:
+        if environ.get(name) and _from_file.get(name) != environ[name]:
             continue  # set by the environment: it wins
         if environ.get(name) != value:
             environ[name] = value
