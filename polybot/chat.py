@@ -15,7 +15,7 @@ from polybot.check import print_problems
 from polybot.conversation import PROTOCOL_VERSION
 from polybot.dev import Workspace
 from polybot.env import load_env
-from polybot.errors import PolybotError, did_you_mean
+from polybot.errors import PolybotError, Problem, did_you_mean
 
 
 async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
@@ -46,7 +46,9 @@ def find_runtime(workspace: Workspace, name: str) -> Runtime:
     runtime = workspace.runtimes.get(name)
     if runtime is not None:
         return runtime
-    print_problems(result.problems)
+    from polybot.providers import load_plugins
+
+    print_problems([*(Problem(where, None, message) for where, message in load_plugins()), *result.problems])
     mine = [p for p in result.problems if p.path.startswith(f"bots/{name}/") or p.path == f"bots/{name}"]
     if mine:
         raise PolybotError([f"{name} has the errors above; fix them, then run polybot chat {name} again"])
