@@ -13,8 +13,10 @@ def _restore_environment() -> Iterator[None]:
     from polybot import env
 
     saved, loaded = dict(os.environ), dict(env._from_file)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-    env._from_file.clear()
-    env._from_file.update(loaded)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        env._from_file.clear()
+        env._from_file.update(loaded)

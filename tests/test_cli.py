@@ -24,7 +24,7 @@ def echo_project(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("args", [["build"], ["serve"], ["sync"], ["list"], ["keys"], ["chat", "Echo", "-m", "hi"],
-                                  ["dev"], ["new", "Haiku"]])
+                                  ["dev", "--host", "256.0.0.1"], ["new", "Haiku"]], ids=" ".join)
 def test_outside_a_project_every_command_refuses_in_one_line(
         args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
