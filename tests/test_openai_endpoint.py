@@ -352,6 +352,8 @@ def test_bad_requests_are_400(client: openai.OpenAI, base: str) -> None:
     response = httpx.post(base + "/v1/chat/completions", content=b"{not json",
                           headers={"authorization": f"Bearer {KEY}"})
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    # Without a key, a bad request is first of all unauthorized.
+    assert httpx.post(base + "/v1/chat/completions", content=b"{not json").status_code == 401
 
 
 # --- cancel ----------------------------------------------------------------------------------------
@@ -514,3 +516,15 @@ async def test_cancelling_before_the_first_token_closes_the_provider_stream(base
         await stream.close()
     assert await asyncio.to_thread(fake.cut.wait, 5), "the provider stream was not closed"
     assert fake.sent < 4
+
+
+@pytest.mark.parametrize("command", ["serve", "dev"])
+def test_polybot_serve_and_dev_answer_chat_completions(project: Path, command: str) -> None:
+    from tests.e2e.helpers import polybot_process
+
+    with polybot_process(command, project=project, env=ENVIRON) as (base, output), \
+            openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client:
+        reply = client.chat.completions.create(model="Echo", messages=user("from the command line"))
+        assert reply.choices[0].message.content == "from the command line"
+        if command == "serve":
+            assert any("OpenAI-compatible endpoint: /v1/chat/completions" in line for line in output)
