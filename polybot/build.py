@@ -517,8 +517,8 @@ def cmd_build(args: Any) -> int:
     n = len(result.manifest.bots)
     rel = _display(out, root)
     if args.check:
-        print(f"{rel}/ is up to date ({n} bots)")
+        print(f"{rel}/ is up to date ({n} bot{'' if n == 1 else 's'})")
         return _check_bot_tests(root)
     else:
-        print(f"built {n} bots into {rel}/ ({result.rendered} rendered, {n - result.rendered} unchanged)")
+        print(f"built {n} bot{'' if n == 1 else 's'} into {rel}/ ({result.rendered} rendered, {n - result.rendered} unchanged)")
     return 0

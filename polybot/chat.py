@@ -11,9 +11,11 @@ from typing import Any
 import fastapi_poe as fp
 
 from polybot.bot import Runtime
+from polybot.check import print_problems
 from polybot.conversation import PROTOCOL_VERSION
-from polybot.dev import Workspace, load_dotenv
-from polybot.errors import PolybotError, did_you_mean
+from polybot.dev import Workspace
+from polybot.env import load_env
+from polybot.errors import PolybotError, Problem, did_you_mean
 
 
 async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
@@ -38,39 +40,50 @@ async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[s
     return text, True
 
 
+def find_runtime(workspace: Workspace, name: str) -> Runtime:
+    """The bot to talk to; otherwise the project's problems, located, then what is wrong with `name`."""
+    result = workspace.refresh()
+    runtime = workspace.runtimes.get(name)
+    if runtime is not None:
+        return runtime
+    from polybot.providers import load_plugins
+
+    print_problems([*(Problem(where, None, message) for where, message in load_plugins()), *result.problems])
+    mine = [p for p in result.problems if p.path.startswith(f"bots/{name}/") or p.path == f"bots/{name}"]
+    if mine:
+        raise PolybotError([f"{name} has the errors above; fix them, then run polybot chat {name} again"])
+    if (workspace.root / "bots" / name).is_dir() and result.problems:
+        raise PolybotError([f"{name} was not loaded because of the errors above"])
+    raise PolybotError([f"no bot named {name!r}{did_you_mean(name, workspace.runtimes)}; "
+                        "`polybot list` shows the bots"])
+
+
 def cmd_chat(args: Any) -> int:
     root: Path = args.project
-    load_dotenv(root)
+    load_env(root)
     workspace = Workspace(root)
-    result = workspace.refresh()
-    runtime = workspace.runtimes.get(args.name)
-    if runtime is None:
-        mine = [p for p in result.problems if p.path.startswith(f"bots/{args.name}/")]
-        if mine:
-            raise PolybotError(mine)
-        raise PolybotError([f"no bot named {args.name!r}{did_you_mean(args.name, workspace.runtimes)}; "
-                            "`polybot list` shows the bots"])
-
-    async def run() -> int:
+    runtime = find_runtime(workspace, args.name)
+    # One event loop for the whole session (the SDK clients live on it); input() runs on the main
+    # thread between replies, so Ctrl-C at the prompt ends the chat at once.
+    with asyncio.Runner() as runner:
         try:
             history: list[fp.ProtocolMessage] = []
             if args.message is not None:
-                history.append(fp.ProtocolMessage(role="user", content=args.message))
-                return 0 if (await _reply(runtime, history))[1] else 1
-            print(f"Chatting with {args.name} (Ctrl-D to quit).", file=sys.stderr)
+                message = sys.stdin.read() if args.message == "-" else args.message
+                history.append(fp.ProtocolMessage(role="user", content=message))
+                return 0 if runner.run(_reply(runtime, history))[1] else 1
+            print(f"Chatting with {args.name} (Ctrl-D or Ctrl-C to quit).", file=sys.stderr)
             while True:
                 try:
-                    line = await asyncio.to_thread(input, "you> ")
+                    line = input("you> ")
                 except EOFError:
                     print(file=sys.stderr)
                     return 0
                 history.append(fp.ProtocolMessage(role="user", content=line))
-                text, ok = await _reply(runtime, history)
+                text, ok = runner.run(_reply(runtime, history))
                 if ok:
                     history.append(fp.ProtocolMessage(role="bot", content=text))
                 else:
                     history.pop()
         finally:
-            await workspace.pool.aclose()
-
-    return asyncio.run(run())
+            runner.run(workspace.pool.aclose())

@@ -4,82 +4,167 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from polybot.errors import PolybotError
+from polybot.errors import PolybotError, did_you_mean
 
 Command = Callable[[argparse.Namespace], int | None]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polybot", description="A folder of plain files -> Poe server bots.")
-    parser.add_argument("--version", action="version", version=f"polybot {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their lines; every option with a meaningful default shows it."""
 
-    def command(name: str, help: str, target: str) -> argparse.ArgumentParser:  # noqa: A002
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--project", type=Path, default=Path("."), help="project folder (default: .)")
-        p.set_defaults(target=target)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with did-you-mean for commands and options, and errors in the subcommand's usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {self.suggest(message)}\n")
+
+    def options(self) -> list[str]:
+        return [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+
+    def suggest(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+        if choice:
+            word, choices = choice.group(1), re.findall(r"'?([\w.-]+)'?", choice.group(2))
+            return message + did_you_mean(word, choices)
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            hints = [did_you_mean(arg.split("=")[0], self.options()) for arg in unknown.group(1).split()
+                     if arg.startswith("-")]
+            return message + "".join(h for h in hints if h) + f"; `{self.prog} --help` lists the options"
+        return message
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number (1-65535) but received {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {value}")
+    return value
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number but received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _parser() -> Parser:
+    parser = Parser(prog="polybot", description="A folder of plain files -> Poe server bots.",
+                    formatter_class=_Formatter,
+                    epilog="example:\n  polybot init mybots && cd mybots && polybot dev\n\n"
+                           "Every command but init works on the nearest folder, from here upwards, that holds\n"
+                           "bots/ or providers.toml. `polybot COMMAND --help` shows a command's options.")
+    parser.add_argument("--version", action="version", version=f"polybot {_version()}")
+    parser.add_argument("--project", type=Path, default=None, metavar="DIR",
+                        help="the project folder (default: the nearest one from here upwards)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def command(group: Any, name: str, help: str, target: str, example: str) -> Parser:  # noqa: A002
+        p: Parser = group.add_parser(name, help=help, description=help, formatter_class=_Formatter,
+                                     epilog="example:\n  " + example.replace("\n", "\n  "))
+        p.add_argument("--project", type=Path, default=argparse.SUPPRESS, metavar="DIR",
+                       help="the project folder (default: the nearest one from here upwards)")
+        p.set_defaults(target=target, command_parser=p)
         return p
 
-    p = command("init", "scaffold a new project", "polybot.scaffold:cmd_init")
-    p.add_argument("dir", nargs="?", type=Path, help="folder to create (default: the project folder)")
+    p = command(sub, "init", "scaffold a new project", "polybot.scaffold:cmd_init",
+                "polybot init mybots && cd mybots && polybot dev")
+    p.add_argument("dir", nargs="?", type=Path, help="folder to create (default: the current folder)")
 
-    p = command("new", "create bots/NAME/ with bot.toml and system.md.j2", "polybot.scaffold:cmd_new")
-    p.add_argument("name")
-    p.add_argument("--provider", default="echo")
-    p.add_argument("--model")
-    p.add_argument("--description", default="")
-    p.add_argument("--system-message", default="You are a helpful assistant.")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--max-tokens", type=int)
+    p = command(sub, "new", "create bots/NAME/ with bot.toml and system.md.j2", "polybot.scaffold:cmd_new",
+                'polybot new Haiku --provider openai --system-message "You write haiku."')
+    p.add_argument("name", help="the bot's name on Poe: 4-20 letters, digits, '-', '_' or '.'")
+    p.add_argument("--provider", default="echo", help="a built-in preset or a [name] of providers.toml")
+    p.add_argument("--model", help="(default: the provider's default_model)")
+    p.add_argument("--description", default="", help="shown on Poe and in `bot info`")
+    p.add_argument("--system-message", default="You are a helpful assistant.",
+                   help="the system prompt, written literally into system.md.j2")
+    p.add_argument("--temperature", type=float, help="0..2 (default: the provider's)")
+    p.add_argument("--max-tokens", type=int, help="a limit on the reply's length (default: the provider's)")
     p.add_argument("--force", action="store_true", help="replace an existing bot folder's files")
 
-    providers = sub.add_parser("providers", help="manage providers.toml").add_subparsers(
-        dest="providers_command", required=True, metavar="ACTION")
-    p = providers.add_parser("add", help="add or replace a provider in providers.toml, keeping comments")
-    p.add_argument("--project", type=Path, default=Path("."))
-    p.set_defaults(target="polybot.scaffold:cmd_providers_add")
-    p.add_argument("name")
-    p.add_argument("--kind", required=True, help="adapter: openai, anthropic, gemini, poe, echo")
-    p.add_argument("--api-base", required=True)
-    p.add_argument("--api-key-env", required=True)
-    p.add_argument("--default-model", required=True)
-    p.add_argument("--models", nargs="*")
-    p.add_argument("--api-version")
-    p.add_argument("--header", action="append", default=[], metavar='"K: V"')
+    providers = sub.add_parser("providers", help="manage providers.toml", description="manage providers.toml")
+    group = providers.add_subparsers(dest="providers_command", required=True, metavar="ACTION",
+                                     parser_class=Parser)
+    p = command(group, "add", "add or replace a provider in providers.toml, keeping its comments",
+                "polybot.scaffold:cmd_providers_add",
+                "polybot providers add local --kind openai --api-base http://127.0.0.1:8000/v1 \\\n"
+                "    --api-key-env LOCAL_KEY --default-model llama")
+    p.add_argument("name", help="the provider's name, used as `provider = NAME` in bot.toml")
+    p.add_argument("--kind", required=True, help="adapter: openai, anthropic, gemini, poe, echo, or a plugin's")
+    p.add_argument("--api-base", required=True, metavar="URL", help="the endpoint's base URL")
+    p.add_argument("--api-key-env", required=True, metavar="ENV",
+                   help="the variable holding the API key (never the key itself)")
+    p.add_argument("--default-model", required=True, metavar="MODEL", help="used when bot.toml names none")
+    p.add_argument("--models", nargs="*", metavar="MODEL", help="allow only these models")
+    p.add_argument("--api-version", help="for endpoints that need one (Azure)")
+    p.add_argument("--header", action="append", default=[], metavar='"K: V"', help="an extra HTTP header")
     p.add_argument("--force", action="store_true", help="replace an existing provider of that name")
 
-    p = command("list", "what the project defines, with key status", "polybot.listing:cmd_list")
-    p.add_argument("what", nargs="?", choices=["bots", "providers"], default="bots")
+    p = command(sub, "list", "what the project defines, with key status", "polybot.listing:cmd_list",
+                "polybot list providers")
+    p.add_argument("what", nargs="?", choices=["bots", "providers"], default="bots",
+                   help="bots or providers (default: bots)")
 
-    p = command("build", "validate every bot and write the build", "polybot.build:cmd_build")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: build)")
+    p = command(sub, "keys", "every variable the project needs, and whether each is set (never its value)",
+                "polybot.keys:cmd_keys", "polybot keys\npolybot keys set OPENAI_API_KEY    # prompts, no echo")
+    p.add_argument("action", nargs="?", choices=["list", "set"], default="list",
+                   help="list them, or set one in .env (default: list)")
+    p.add_argument("name", nargs="?", help="with set: the variable, e.g. OPENAI_API_KEY")
+
+    p = command(sub, "build", "validate every bot and write the build", "polybot.build:cmd_build",
+                "polybot build --check    # in CI: fails when build/ is stale")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: build)")
     p.add_argument("--check", action="store_true", help="fail if the build is stale (for CI)")
 
-    p = command("dev", "serve from source with live reload", "polybot.dev:cmd_dev")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p = command(sub, "dev", "serve from source with live reload and a playground", "polybot.dev:cmd_dev",
+                "polybot dev --port 8081")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=port, default=8080, help="port to listen on")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="also answer requests for this Host name (e.g. a tunnel's); its callers need a bot's "
+                   help="also answer requests for this Host name (a tunnel's, say); its callers need a bot's "
                         "access key (default: loopback names only)")
 
-    p = command("serve", "serve build/manifest.json in production", "polybot.serve:cmd_serve")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--allow-without-key", action="store_true")
+    p = command(sub, "serve", "serve build/manifest.json in production", "polybot.serve:cmd_serve",
+                "polybot serve --port 8080 --workers 4")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=port, default=8080, help="port to listen on")
+    p.add_argument("--workers", type=positive, default=1, help="worker processes")
+    p.add_argument("--allow-without-key", action="store_true",
+                   help="serve bots whose Poe access key is unset (they answer anyone)")
 
-    p = command("chat", "talk to a bot in the terminal", "polybot.chat:cmd_chat")
-    p.add_argument("name")
-    p.add_argument("-m", "--message", help="send one message, print the reply, exit")
+    p = command(sub, "chat", "talk to a bot in the terminal", "polybot.chat:cmd_chat",
+                'polybot chat Echo\npolybot chat Echo -m "hello"\necho "hello" | polybot chat Echo -m -')
+    p.add_argument("name", help="the bot's name")
+    p.add_argument("-m", "--message", help="send one message, print the reply, exit ('-' reads stdin)")
 
-    p = command("sync", "push each bot's settings to Poe", "polybot.sync:cmd_sync")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--base-url", default=None, help="Poe API base URL (for a local test server)")
+    p = command(sub, "sync", "push each bot's settings to Poe", "polybot.sync:cmd_sync",
+                "polybot sync Haiku")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the bots to sync (default: all)")
+    p.add_argument("--base-url", default=None, metavar="URL",
+                   help="Poe API base URL (default: POLYBOT_POE_BASE_URL, else https://api.poe.com/bot/)")
     p.add_argument("--api-bots", action="store_true",
                    help='create or update the bots marked [poe] kind = "api" as Poe API bots (POE_API_KEY)')
     p.add_argument("--url", default=None, help="with --api-bots: the public URL of `polybot serve` Poe calls")
@@ -87,12 +172,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--send-key", action="store_true", help="with --api-bots: send the endpoint key even if "
                    "nothing else changed (after rotating it)")
 
-    deploy = sub.add_parser("deploy", help="deploy the build").add_subparsers(
-        dest="deploy_target", required=True, metavar="TARGET")
-    p = deploy.add_parser("modal", help="generate the Modal app for the build and deploy it")
-    p.add_argument("--project", type=Path, default=Path("."))
+    p = command(sub, "test", "run each bot's tests.toml, offline from recordings", "polybot.bottests:cmd_test",
+                "polybot test\npolybot test Haiku --record\npolybot test --junit report.xml")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the bots to test (default: every bot with tests)")
+    p.add_argument("--record", action="store_true",
+                   help="call the real providers (keys from the environment or .env) and write recordings")
+    p.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report")
+
+    deploy = sub.add_parser("deploy", help="deploy the build", description="deploy the build")
+    group = deploy.add_subparsers(dest="deploy_target", required=True, metavar="TARGET", parser_class=Parser)
+    p = command(group, "modal", "generate the Modal app for the build and deploy it",
+                "polybot.deploy.modal:cmd_deploy", "polybot deploy modal --name my-bots")
     p.add_argument("--name", default=None, help="Modal app name (default: the project folder's name)")
-    p.set_defaults(target="polybot.deploy.modal:cmd_deploy")
     return parser
 
 
@@ -111,15 +202,25 @@ def _load(target: str) -> Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    args.project = args.project.resolve()
+    parser = _parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command_parser: Parser = getattr(args, "command_parser", parser)
+        command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
+        if args.target == "polybot.scaffold:cmd_init":
+            args.project = (args.project or Path.cwd()).resolve()
+        else:
+            from polybot.root import project_root
+
+            args.project = project_root(args.project)
         code = _load(args.target)(args)
     except PolybotError as exc:
         for problem in exc.problems:
             print(f"error: {problem}" if isinstance(problem, str) else str(problem), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - users get one line; POLYBOT_DEBUG=1 shows the traceback
         if os.environ.get("POLYBOT_DEBUG"):

@@ -12,6 +12,8 @@ from typing import Any
 
 from polybot.bot import Runtime
 from polybot.build import ProjectSources, compile_bot, read_project
+from polybot.env import load_env
+from polybot.listen import bind, plural, serve
 from polybot.errors import Problem
 from polybot.project import SHARED_DIR, name_problems
 from polybot.prompts import PromptLibrary
@@ -26,6 +28,7 @@ class Refresh:
     removed: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # broken now, last good version still served
+    fixed: list[str] = field(default_factory=list)  # bots (or project files) whose errors cleared
 
 
 class Workspace:
@@ -39,11 +42,24 @@ class Workspace:
         self.runtimes: dict[str, Runtime] = {}
         self.hashes: dict[str, str] = {}  # input hash of each bot's last compile attempt
         self.digest: str | None = None  # of providers.toml + bots/_shared at the last good refresh
+        self.broken: set[tuple[str, str]] = set()  # ("bot", name) or ("file", path) with errors last time
         self.on_put = on_put or (lambda runtime: None)
         self.on_remove = on_remove or (lambda name: None)
 
     def refresh(self) -> Refresh:
         """Recompile every bot whose inputs changed since the last refresh and swap it in."""
+        result = self._refresh()
+        now = {_owner(p) for p in result.problems}
+        if ("file", "providers.toml") in now:
+            # Bots were not compiled this time: what was broken stays broken until we know better.
+            now |= {owner for owner in self.broken if owner[0] == "bot"}
+        gone = {("bot", n) for n in result.removed}
+        gone |= {o for o in self.broken if o[0] == "bot" and not (self.root / "bots" / o[1]).is_dir()}
+        result.fixed = sorted(name for _, name in self.broken - now - gone)
+        self.broken = now
+        return result
+
+    def _refresh(self) -> Refresh:
         result = Refresh()
         project = read_project(self.root)
         bad_names = name_problems(project.bots)
@@ -100,13 +116,12 @@ class Workspace:
         self.digest = project.digest
 
 
-def load_dotenv(root: Path) -> None:
-    """Read `.env` in the project root into the environment (existing variables win)."""
-    path = root / ".env"
-    if path.is_file():
-        from dotenv import load_dotenv as _load
-
-        _load(path, override=False)
+def _owner(problem: Problem) -> tuple[str, str]:
+    """The bot a problem belongs to, or else its project file (providers.toml, bots/_shared/...)."""
+    parts = problem.path.split("/")
+    if len(parts) > 1 and parts[0] == "bots" and not parts[1].startswith(("_", ".")):
+        return ("bot", parts[1])
+    return ("file", problem.path)
 
 
 def report(result: Refresh, out: Any = None) -> None:
@@ -115,6 +130,8 @@ def report(result: Refresh, out: Any = None) -> None:
         print(str(problem), file=out)
     for name in result.kept:
         print(f"polybot dev: {name} has errors; still serving its last good version", file=out)
+    for name in result.fixed:
+        print(f"polybot dev: fixed {name}", file=out)
     if result.updated:
         print(f"polybot dev: reloaded {', '.join(result.updated)}", file=out)
     if result.removed:
@@ -134,7 +151,7 @@ def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
 
 async def watch(workspace: Workspace, stop: asyncio.Event,
                 on_refresh: Callable[[Refresh], None] = lambda result: None) -> None:
-    """Refresh on every change to bots/ or providers.toml until `stop` is set."""
+    """Refresh on every change to bots/, providers.toml or .env until `stop` is set."""
     from watchfiles import awatch
 
     root = workspace.root
@@ -159,7 +176,9 @@ async def watch(workspace: Workspace, stop: asyncio.Event,
                 break
             while not queue.empty():
                 queue.get_nowait()
-            load_dotenv(root)
+            changed = load_env(root)
+            if changed:
+                await reload_keys(workspace, changed)
             result = workspace.refresh()
             report(result)
             on_refresh(result)
@@ -168,16 +187,24 @@ async def watch(workspace: Workspace, stop: asyncio.Event,
             task.cancel()
 
 
-def cmd_dev(args: Any) -> int:
-    import uvicorn
+async def reload_keys(workspace: Workspace, changed: list[str]) -> None:
+    """`.env` changed: bots take their access keys again, providers make new clients with new keys."""
+    for runtime in workspace.runtimes.values():
+        workspace.on_put(runtime)
+    await workspace.pool.aclose()
+    print(f"polybot dev: .env changed ({', '.join(changed)}); keys reloaded", file=sys.stderr)
 
+
+def cmd_dev(args: Any) -> int:
     from polybot.openai_api import mount_openai
     from polybot.playground import Playground
+    from polybot.replylog import configure
     from polybot.security import DevAccess, binding_warning
     from polybot.server import BotServer
 
     root: Path = args.project
-    load_dotenv(root)
+    load_env(root)
+    sock = bind(args.host, args.port)  # a busy port is one line, before anything else
     access = DevAccess.for_binding(args.host, args.port, getattr(args, "allow_host", []))
     server = BotServer(dev=access)
     mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
@@ -189,23 +216,25 @@ def cmd_dev(args: Any) -> int:
     playground.publish(first)
     report(Refresh(problems=first.problems, kept=first.kept))
     base = f"http://{args.host}:{args.port}"
-    print(f"polybot dev: serving {len(workspace.runtimes)} bots, watching bots/ and providers.toml",
-          file=sys.stderr)
+    print(f"polybot dev: serving {plural(len(workspace.runtimes), 'bot')}, watching bots/, providers.toml "
+          "and .env", file=sys.stderr)
     for name in sorted(workspace.runtimes):
         print(f"  {base}/{name}", file=sys.stderr)
-    print(f"playground: http://127.0.0.1:{args.port}/", file=sys.stderr)  # it answers loopback names only
+    # The playground answers loopback names only, whatever --host is.
+    print(f"playground: http://127.0.0.1:{args.port}/    (Ctrl-C to stop)", file=sys.stderr)
+    configure("readable")
 
-    async def main() -> None:
-        config = uvicorn.Config(server.app, host=args.host, port=args.port, log_level="warning")
-        web = uvicorn.Server(config)
+    async def main() -> int:
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(workspace, stop, playground.publish))
         try:
-            await web.serve()
+            return await serve(server.app, sock)
         finally:
             stop.set()
             watcher.cancel()
             await workspace.pool.aclose()
 
-    asyncio.run(main())
-    return 0
+    try:
+        return asyncio.run(main())
+    finally:
+        sock.close()

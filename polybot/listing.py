@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polybot.config import ProviderConfig, default_access_key_env, load_providers
-from polybot.dev import load_dotenv
+from polybot.check import report_problems
+from polybot.config import ProviderConfig, default_access_key_env
+from polybot.env import load_env
 from polybot.project import find_bots
 
 
@@ -42,7 +43,10 @@ def bot_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: Mappi
 
 def provider_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: Mapping[str, str]) -> list[list[str]]:
     path = root / "providers.toml"
-    own = set(tomllib.loads(path.read_text("utf-8"))) if path.is_file() else set()
+    try:
+        own = set(tomllib.loads(path.read_text("utf-8"))) if path.is_file() else set()
+    except tomllib.TOMLDecodeError:
+        own = set()  # reported, located, before the table
     rows = [["PROVIDER", "KIND", "DEFAULT MODEL", "FROM", "KEY"]]
     for name in sorted(providers):
         p = providers[name]
@@ -53,12 +57,8 @@ def provider_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: 
 
 def cmd_list(args: Any) -> int:
     root: Path = args.project
-    load_dotenv(root)
-    providers, problems = load_providers(root)
-    for problem in problems:
-        print(str(problem))
-    if problems:
-        return 1  # tomllib could not read providers.toml either
+    load_env(root)
+    providers, problems = report_problems(root)
     rows = bot_rows(root, providers, os.environ) if args.what == "bots" else provider_rows(root, providers, os.environ)
     print(table(rows))
     return 1 if problems else 0

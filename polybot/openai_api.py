@@ -140,9 +140,15 @@ class OpenAIEndpoint:
             {"id": name, "object": "model", "created": self.created, "owned_by": "polybot"} for name in names]})
 
     async def chat_completions(self, request: Request) -> Response:
+        token = _bearer(request)
         try:
             body = _parse(await request.body())
-            runtime = self._authorize(_bearer(request), body.model)
+        except ApiError as exc:
+            # Only a client with a key learns what is wrong with its request.
+            opened = any(self._opens(name, token) for name in self.server.bots)
+            return (exc if opened else self._unauthorized(token, None)).response()
+        try:
+            runtime = self._authorize(token, body.model)
             query = to_query(body, runtime)
         except ApiError as exc:
             return exc.response()

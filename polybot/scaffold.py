@@ -10,7 +10,7 @@ import tomlkit
 from pydantic import ValidationError
 
 from polybot.config import ProviderConfig, default_access_key_env, load_providers
-from polybot.errors import PolybotError, did_you_mean
+from polybot.errors import PolybotError, Problem, did_you_mean
 from polybot.project import NAME_RULE, PROMPT_FILE, find_bots
 
 _PROVIDERS_TOML = '''\
@@ -61,7 +61,8 @@ Today is {{ now.strftime("%A, %d %B %Y") }} (UTC). Answer in a {{ vars.tone | de
 _GITIGNORE = ".env\n__pycache__/\n.venv/\n"
 
 _ENV_EXAMPLE = '''\
-# Copy to .env (never commit .env). `polybot dev` and `polybot chat` read it.
+# Every polybot command reads .env (never commit it); a variable set in the environment wins.
+# `polybot keys` lists what this project needs; `polybot keys set NAME` stores one in .env.
 # OPENAI_API_KEY=
 # ANTHROPIC_API_KEY=
 # GEMINI_API_KEY=
@@ -69,16 +70,59 @@ _ENV_EXAMPLE = '''\
 '''
 
 _TEST = '''\
-"""Every bot builds: run with `python -m pytest`."""
+"""Tests of this project's bots: run them with `python3 -m pytest`."""
 
 from pathlib import Path
 
-from polybot.build import compile_project
+import pytest
+
+from polybot.testing import Project, load_project
 
 
-def test_every_bot_builds() -> None:
-    result = compile_project(Path(__file__).resolve().parents[1])
-    assert result.manifest.bots
+@pytest.fixture(scope="session")
+def project() -> Project:
+    # Builds every bot as `polybot build` does: a problem fails here, with its file and line.
+    return load_project(Path(__file__).resolve().parents[1])
+
+
+def test_every_bot_builds(project: Project) -> None:
+    assert project.bots
+
+
+def test_echo_repeats_the_message(project: Project) -> None:
+    reply = project.ask("Echo", "hello")
+    assert reply.ok, reply.error
+    assert reply.text == "hello"
+
+
+def test_echo_prompt_names_the_bot(project: Project) -> None:
+    assert "You are Echo" in project.prompt("Echo")
+'''
+
+_README = '''\
+# {name}
+
+Poe bots made with [polybot](https://pypi.org/project/polybot-poe/): each folder in `bots/` is one
+bot (`bot.toml` and a `system.md.j2` prompt).
+
+```bash
+# 1. install polybot and serve the bots, with a playground at http://127.0.0.1:8080/
+python3 -m pip install polybot-poe && polybot dev
+
+# 2. run this project's tests
+python3 -m pip install polybot-poe pytest && python3 -m pytest
+```
+
+Then, in another terminal: `polybot chat Echo`. A bot on a real model:
+
+```bash
+polybot keys set OPENAI_API_KEY        # prompts for the key; stored in .env, never printed
+polybot new Haiku --provider openai --system-message "You write haiku."
+polybot chat Haiku -m "the sea"
+```
+
+`polybot keys` lists every key the project needs and whether each is set; `polybot build` checks
+every bot and writes `build/` (commit it with `bots/`); `polybot --help` lists every command.
 '''
 
 
@@ -96,6 +140,7 @@ def cmd_init(args: Any) -> int:
         ".gitignore": _GITIGNORE,
         ".env.example": _ENV_EXAMPLE,
         "tests/test_bots.py": _TEST,
+        "README.md": _README.format(name=root.name),
     }
     for rel, text in files.items():
         path = root / rel
@@ -108,19 +153,20 @@ def cmd_init(args: Any) -> int:
         else:
             print(f"kept {rel} (it was already there)")
     where = _shown(root)
-    print(f"\nNext: cd {where} && polybot dev    (then: polybot chat Echo -m hello)")
+    cd = "" if root == Path.cwd().resolve() else f"cd {where} && "
+    print(f"\nNext: {cd}polybot dev    (then, in another terminal: polybot chat Echo)")
     return 0
 
 
 def cmd_new(args: Any) -> int:
     root: Path = args.project
     name: str = args.name
-    problems = []
+    problems: list[Problem | str] = []
     if not NAME_RULE.match(name):
         problems.append(f"invalid bot name {name!r}: Poe bot names are 4-20 characters of letters, digits, "
                         "'-', '_' or '.'")
     providers, provider_problems = load_providers(root)
-    problems += [str(p) for p in provider_problems]
+    problems += provider_problems  # located, first
     if args.provider not in providers:
         problems.append(f"unknown provider {args.provider!r}{did_you_mean(args.provider, providers)}; "
                         f"choose one of {', '.join(sorted(providers))} or add one with `polybot providers add`")

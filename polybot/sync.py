@@ -8,11 +8,15 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+
+import httpx
 
 from polybot.bot import Runtime
+from polybot.build import compile_project
+from polybot.env import load_env
 from polybot.errors import PolybotError, did_you_mean
-from polybot.manifest import load_manifest
+from polybot.manifest import Manifest, load_manifest
 from polybot.server import runtimes_from_manifest
 
 #: fastapi_poe's own default; POLYBOT_POE_BASE_URL or --base-url point elsewhere (e.g. a test server).
@@ -26,7 +30,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
         return cmd_sync_api_bots(args)
     root: Path = args.project
+    load_env(root)
     manifest = load_manifest(root / "build" / "manifest.json")
+    changes = stale(root, manifest)
+    if changes:
+        raise PolybotError([f"build/ is stale: {change}" for change in changes] +
+                           ["run `polybot build` (and commit build/), then polybot sync again"])
     runtimes = {r.spec.name: r for r in runtimes_from_manifest(manifest, root)}
     # API bots are published with --api-bots; they have no server-bot settings to push.
     names: Sequence[str] = list(dict.fromkeys(args.names)) or sorted(
@@ -49,7 +58,8 @@ def sync_one(runtime: Runtime, base_url: str) -> str | None:
     name, variable = runtime.spec.name, runtime.spec.access_key_env
     key = os.environ.get(variable, "")
     if not key:
-        return f"{name}: {variable} is not set: export the bot's Poe access key, then run polybot sync again"
+        return (f"{name}: {variable} is not set: store the bot's Poe access key with `polybot keys set "
+                f"{variable}` (or export it), then run polybot sync again")
     # The same body fastapi_poe sends when it syncs a bot itself, and that the bot serves.
     settings = runtime.settings().model_dump()
     try:
@@ -57,9 +67,46 @@ def sync_one(runtime: Runtime, base_url: str) -> str | None:
         with contextlib.redirect_stdout(io.StringIO()):
             fp.sync_bot_settings(name, key, settings=settings, base_url=base_url)
     except Exception as exc:  # noqa: BLE001 - anything escaping here would print unscrubbed text
+        cause = exc.__cause__ if isinstance(exc.__cause__, httpx.TransportError) else exc
+        if isinstance(cause, httpx.TransportError):
+            host = urlsplit(base_url).netloc or base_url
+            return (f"{name}: sync failed: cannot reach {host} ({type(cause).__name__}); check the network, "
+                    "or --base-url / POLYBOT_POE_BASE_URL")
         return f"{name}: sync failed: {_reason(exc, key)}"
     print(f"synced {name}")
     return None
+
+
+def stale(root: Path, manifest: Manifest) -> list[str]:
+    """What changed in the project since `manifest` was built (empty when it is current)."""
+    try:
+        current = compile_project(root).manifest
+    except PolybotError as exc:
+        raise PolybotError([*exc.problems, "fix these, run `polybot build`, then polybot sync again"]) from None
+    changes = []
+    if current.providers != manifest.providers:
+        changes.append("providers.toml changed")
+    if current.shared_templates != manifest.shared_templates:
+        changes.append("bots/_shared/ changed")
+    for name in sorted(current.bots.keys() - manifest.bots.keys()):
+        changes.append(f"bots/{name}/ is new")
+    for name in sorted(manifest.bots.keys() - current.bots.keys()):
+        changes.append(f"bots/{name}/ was removed")
+    common = sorted(current.bots.keys() & manifest.bots.keys())
+    hash_only = []  # inputs outside the spec changed: the bot's hooks.py, or (for all) providers.toml
+    for name in common:
+        old, new = manifest.bots[name], current.bots[name]
+        if old.model_dump(exclude={"hash"}) != new.model_dump(exclude={"hash"}):
+            changes.append(f"bots/{name}/ changed")
+        elif old.hash != new.hash:
+            hash_only.append(name)
+    if len(hash_only) > 1 and len(hash_only) == len(common) and not changes:
+        changes.append("providers.toml or bots/_shared/ changed")
+    else:
+        changes += [f"bots/{name}/ changed" for name in hash_only]
+    if not changes and current.polybot != manifest.polybot:
+        changes.append(f"built by polybot {manifest.polybot}, this is {current.polybot}")
+    return changes
 
 
 def _reason(exc: Exception, key: str) -> str:

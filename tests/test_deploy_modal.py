@@ -139,11 +139,12 @@ def test_without_modal_installed(project: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(deploy, "modal_installed", lambda: False)
     assert deploy_modal(project) == 1
-    assert "pip install 'polybot[modal]'" in capsys.readouterr().err
+    assert "pip install 'polybot-poe[modal]'" in capsys.readouterr().err
     assert (project / "build" / "modal_app.py").is_file()
 
 
 def test_needs_a_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bots").mkdir()
     assert deploy_modal(tmp_path) == 1
     assert capsys.readouterr().err == "build/manifest.json: not found; run `polybot build` first\n"
     assert not (tmp_path / "build").exists()

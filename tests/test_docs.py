@@ -53,3 +53,25 @@ def test_python_examples_compile(page: str, source: str) -> None:
 
 def test_docs_have_examples() -> None:
     assert len(blocks("toml")) >= 2 and blocks("jinja") and blocks("python")
+
+
+def test_docs_answer_what_a_newcomer_asks() -> None:
+    page = {p.name: p.read_text() for p in PAGES}
+    assert "allow_attachments" in page["attachments.md"] and "vision" in page["attachments.md"]
+    assert "from polybot.testing import" in page["testing.md"] and "Reply.events" in page["testing.md"]
+    assert "## Endpoints without a key" in page["providers.md"]
+    assert "POLYBOT_PROJECT" in page["environment.md"] and "POLYBOT_ALLOW_WITHOUT_KEY" in page["environment.md"]
+    for field in ("request.query", ".attachments", "images", "bot.spec",
+                  "bot.complete(request)"):
+        assert field in page["hooks.md"], field
+    assert "no keys needed" not in page["dev-loop.md"] and "access keys\nare optional in `dev`" in page["dev-loop.md"]
+    assert '[project.entry-points."polybot.providers"]' in page["providers.md"]
+    for name in ("attachments.md", "testing.md", "environment.md", "providers.md", "hooks.md", "dev-loop.md"):
+        assert f"(docs/{name})" in page["README.md"], name  # reachable from the README
+
+
+def test_the_scaffolded_test_uses_only_the_public_testing_module() -> None:
+    from polybot.scaffold import _TEST
+
+    assert "from polybot.testing import Project, load_project" in _TEST
+    assert "polybot.build" not in _TEST and "import _" not in _TEST

@@ -159,6 +159,35 @@ def test_unreachable_server_fails_cleanly(project: Path, capsys: pytest.CaptureF
     assert KEYS["Alpha"] not in err
 
 
+def test_network_error_names_the_host(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fakes.server import free_port
+
+    port = free_port()
+    assert sync(project, f"http://127.0.0.1:{port}/bot/", "Alpha") == 1
+    assert capsys.readouterr().err == (f"error: Alpha: sync failed: cannot reach 127.0.0.1:{port} (ConnectError); "
+                                       "check the network, or --base-url / POLYBOT_POE_BASE_URL\n")
+
+
+@pytest.mark.parametrize("edit,change", [
+    (lambda root: (root / "bots/Alpha/bot.toml").write_text(BOT_TOML.format(name="Alpha!")), "bots/Alpha/ changed"),
+    (lambda root: (root / "bots/Alpha/system.md.j2").write_text("New prompt."), "bots/Alpha/ changed"),
+    (lambda root: (root / "bots/Alpha/hooks.py").write_text("X = 1\n"), "bots/Alpha/ changed"),
+    (lambda root: (root / "providers.toml").write_text("# a comment\n"), "providers.toml or bots/_shared/ changed"),
+    (lambda root: __import__("shutil").rmtree(root / "bots/Bravo"), "bots/Bravo/ was removed"),
+])
+def test_refuses_a_stale_build_naming_what_changed(project: Path, poe: tuple[FakePoe, str], edit: Any, change: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    fake, base = poe
+    edit(project)
+    assert sync(project, base) == 1
+    assert capsys.readouterr().err == (f"error: build/ is stale: {change}\n"
+                                       "error: run `polybot build` (and commit build/), then polybot sync again\n")
+    assert fake.calls == []
+    assert main(["build", "--project", str(project)]) == 0
+    assert sync(project, base, "Alpha") == 0
+
+
 def test_needs_a_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bots").mkdir()
     assert main(["sync", "--project", str(tmp_path)]) == 1
     assert capsys.readouterr().err == "build/manifest.json: not found; run `polybot build` first\n"

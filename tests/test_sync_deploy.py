@@ -128,5 +128,6 @@ def test_generated_app_imports_offline(project: Path, monkeypatch: pytest.Monkey
 
 
 def test_deploy_needs_a_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bots").mkdir()
     assert main(["deploy", "modal", "--project", str(tmp_path)]) == 1
     assert "build/manifest.json: not found; run `polybot build` first" in capsys.readouterr().err

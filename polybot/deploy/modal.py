@@ -125,7 +125,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     print(f"wrote build/{APP_FILE} (Modal app {name!r}; its header lists what the secret "
           f"{name}-secrets must hold)")
     if not modal_installed():
-        raise PolybotError(["the modal package is not installed: pip install 'polybot[modal]', then run "
+        raise PolybotError(["the modal package is not installed: pip install 'polybot-poe[modal]', then run "
                             "polybot deploy modal again"])
     if not has_modal_token():
         raise PolybotError(["no Modal token found: run `modal token new` (or set MODAL_TOKEN_ID and "

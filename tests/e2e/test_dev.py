@@ -72,3 +72,23 @@ def test_dev_needs_no_keys_and_answers_settings(project: Path) -> None:
                               headers={"Authorization": "Bearer anything"}).json()
         assert settings["introduction_message"] == "Hello from Alpha"
         assert ask(base, "Alpha", "echo me") == "echo me"
+
+
+def test_dev_prints_one_line_per_reply_and_notices_env_edits(project: Path) -> None:
+    old, new = "a" * 32, "b" * 32
+    (project / ".env").write_text(f"POE_ACCESS_KEY_ALPHA={old}\n")
+    with polybot_process("dev", project=project) as (base, output):
+        assert "polybot dev: serving 1 bot, watching bots/, providers.toml and .env" in output
+        assert ask(base, "Alpha", "hi", key=old).endswith("hi")
+        until(lambda: any(line.startswith("reply: Alpha  echo/echo  first token ") and line.endswith("  ok")
+                          for line in output))
+        with pytest.raises(fp.BotError):
+            ask(base, "Alpha", "hi", key=new)
+
+        (project / ".env").write_text(f"POE_ACCESS_KEY_ALPHA={new}\n")
+        until(lambda: any("polybot dev: .env changed (POE_ACCESS_KEY_ALPHA); keys reloaded" in line
+                          for line in output))
+        assert ask(base, "Alpha", "hi", key=new).endswith("hi")
+        with pytest.raises(fp.BotError):
+            ask(base, "Alpha", "hi", key=old)
+    assert not any(old in line or new in line for line in output)

@@ -1,0 +1,34 @@
+"""The project's own problems, located, that every command reports before its own."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from polybot.config import ProviderConfig, load_providers
+from polybot.errors import Problem
+from polybot.project import find_bots, name_problems
+
+
+def project_problems(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]]:
+    """Provider plugins, providers.toml and bot names: cheap checks every command can afford."""
+    from polybot.providers import load_plugins
+
+    plugins = [Problem(where, None, message) for where, message in load_plugins()]
+    providers, problems = load_providers(root)
+    return providers, plugins + problems + name_problems(find_bots(root))
+
+
+def print_problems(problems: Iterable[Problem], out: TextIO | None = None) -> None:
+    out = out or sys.stderr
+    for problem in sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message)):
+        print(str(problem), file=out)
+
+
+def report_problems(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]]:
+    """`project_problems`, each printed on stderr as `path:line: message`."""
+    providers, problems = project_problems(root)
+    print_problems(problems)
+    return providers, problems
