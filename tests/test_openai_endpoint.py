@@ -379,10 +379,7 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "description"
                                                            "required": ["city"]}}}
 
 
-def test_client_tools_are_refused_clearly_until_supported(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="Sturdy", messages=user("weather?"), tools=[WEATHER])
-    assert caught.value.param == "tools" and "not supported" in caught.value.message
+def test_malformed_client_tools_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="Sturdy", messages=user("x"), tools=[{"type": "function"}])
     assert caught.value.param == "tools[0]"
@@ -404,15 +401,13 @@ class ToolCallingOpenAI(ScriptedOpenAI):
         return super().chunk_event(text, request)
 
 
-@pytest.mark.xfail(reason="client-supplied tools wait for the tool loop (issue 14)", strict=True,
-                   raises=openai.BadRequestError)
 def test_a_client_supplied_tool_round_trip(tmp_path: Path) -> None:
     with running(ToolCallingOpenAI()) as fake:
         write_project(tmp_path, fake.base_url)
         server = create_app(load_manifest(tmp_path / "build" / "manifest.json"), tmp_path, environ=ENVIRON)
         with serve_in_thread(server.app) as url, \
                 openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0) as client:
-            fake.push(Reply(chunks=['{"city": "Paris"}']), Reply(chunks=["It is sunny in Paris."]))
+            fake.push(Reply(chunks=['{"city": "Paris"}']))
             fake.finishes.append("tool_calls")
             first = client.chat.completions.create(model="Sturdy", messages=user("Weather in Paris?"),
                                                    tools=[WEATHER])  # type: ignore[list-item]
@@ -420,6 +415,15 @@ def test_a_client_supplied_tool_round_trip(tmp_path: Path) -> None:
             calls = first.choices[0].message.tool_calls or []
             assert [(c.function.name, json.loads(c.function.arguments)) for c in calls  # type: ignore[union-attr]
                     ] == [("get_weather", {"city": "Paris"})]
+            # Streamed, the same call arrives as a tool_calls delta and finish_reason "tool_calls".
+            fake.push(Reply(chunks=['{"city": "Oslo"}']))
+            fake.finishes.append("tool_calls")
+            chunks = list(client.chat.completions.create(model="Sturdy", messages=user("Weather in Oslo?"),
+                                                         tools=[WEATHER], stream=True))  # type: ignore[list-item]
+            deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+            assert deltas and deltas[0][0].function.arguments == '{"city": "Oslo"}'  # type: ignore[index,union-attr]
+            assert chunks[-1].choices[0].finish_reason == "tool_calls"
+            fake.push(Reply(chunks=["It is sunny in Paris."]))
             second = client.chat.completions.create(model="Sturdy", tools=[WEATHER], messages=[
                 *user("Weather in Paris?"), first.choices[0].message.model_dump(exclude_none=True),
                 {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"}])
