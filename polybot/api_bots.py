@@ -99,7 +99,7 @@ def desired(runtime: Runtime, url: str) -> dict[str, Any]:
         "pricing": pricing(spec.poe.pricing),
     }
     body: dict[str, Any] = {"description": spec.description, "api_bot_settings": settings}
-    controls = parameter_controls(spec.controls)
+    controls = parameter_controls(spec.controls, spec.layout)
     if controls is not None:
         # Poe sends each control's value as a body field of that name: the endpoint maps it back.
         settings["param_definitions"] = [{"param_name": str(c["parameter_name"])}

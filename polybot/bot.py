@@ -216,7 +216,8 @@ class Runtime:
         values = poe.model_dump(exclude={"access_key_env", "suggested_replies", "kind", "base_url", "pricing"},
                                 exclude_none=True)
         values["server_bot_dependencies"] = self.dependencies()
-        return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls))
+        return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls,
+                                                                                   self.spec.layout))
 
     def dependencies(self) -> dict[str, int]:
         """Poe bots this bot calls: one call per reply for every `poe`-kind link of its chain

@@ -20,7 +20,7 @@ from polybot.config import (
     parse_toml,
     validate_model,
 )
-from polybot.controls import control_problems, default_params
+from polybot.controls import control_problems, default_params, flatten, layout_problems
 from polybot.errors import PolybotError, Problem, did_you_mean
 from polybot.hookloader import Hooks, hook_problem, load_hooks
 from polybot.manifest import BotSpec, Manifest, load_manifest
@@ -117,6 +117,7 @@ def compile_bot(
                                        ("fallback", i), out.problems)
             fallbacks.append(fb.model_copy(update={"model": fb_model}))
         out.problems += control_problems(config.controls, text, rel_toml)
+        out.problems += layout_problems(config.parameter_controls, text, rel_toml)
     elif isinstance(data, dict):
         _check_raw_providers(project.providers, data, text, rel_toml, out.problems)
 
@@ -152,11 +153,12 @@ def compile_bot(
     if out.problems or config is None or model is None:
         return out
 
+    every_control = config.controls + flatten(config.parameter_controls)
     bot_meta = {"name": folder.name, "description": config.description, "version": config.version,
                 "provider": config.provider, "model": model}
     try:
         out.prompt = library.render(folder.name, sample_context(bot_meta, config.vars,
-                                                                default_params(config.controls), extra))
+                                                                default_params(every_control), extra))
     except Exception as exc:  # noqa: BLE001 - any template failure is reported, located
         out.problems.append(render_problem(exc, f"{folder.rel}/{PROMPT_FILE}"))
         return out
@@ -177,7 +179,8 @@ def compile_bot(
         fallback=fallbacks,
         poe=config.poe,
         access_key_env=config.poe.access_key_env or default_access_key_env(folder.name),
-        controls=config.controls,
+        controls=every_control,
+        layout=config.parameter_controls,
         templates=library.own_templates(folder.name),
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,

@@ -16,6 +16,7 @@ from polybot.conversation import PROTOCOL_VERSION
 from polybot.dev import Workspace
 from polybot.env import load_env
 from polybot.errors import PolybotError, Problem, did_you_mean
+from polybot.reliability import ToolActivity
 
 
 async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
@@ -30,6 +31,12 @@ async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[s
             return text, False
         if isinstance(event, fp.MetaResponse) or event.is_suggested_reply:
             continue
+        if isinstance(event, ToolActivity):
+            print(tool_line(event), file=sys.stderr)  # on stderr: stdout stays the reply alone
+            continue
+        if event.attachment is not None:
+            print(f"[file: {event.attachment.name} {event.attachment.url}]", file=sys.stderr)
+            continue
         if event.is_replace_response:
             print("\n[provider failed over; reply restarted]", file=sys.stderr)
             text = ""
@@ -38,6 +45,13 @@ async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[s
         sys.stdout.flush()
     print()
     return text, True
+
+
+def tool_line(event: ToolActivity, width: int = 80) -> str:
+    """One collapsed line per tool call: name, arguments and the start of its result."""
+    mark = "tool" if event.ok else "tool failed"
+    shown = f"[{mark}: {event.tool}({event.arguments}) -> {event.result}]".replace("\n", " ")
+    return shown if len(shown) <= width else shown[: width - 4] + "...]"
 
 
 def find_runtime(workspace: Workspace, name: str) -> Runtime:

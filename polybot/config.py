@@ -151,6 +151,8 @@ class BotConfig(_Strict):
     fallback: list[Fallback] = []
     poe: PoeConfig = PoeConfig()
     controls: list[dict[str, Any]] = []
+    #: Poe's full ParameterControls layout: sections, tabs, conditions (checked at build time).
+    parameter_controls: dict[str, Any] | None = None
     openai_api: OpenAIApiConfig = OpenAIApiConfig()
     test: TestSettings = TestSettings()
 
@@ -187,7 +189,8 @@ def validate_model(
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        problems = [_problem(model, err, text, rel_path, prefix) for err in exc.errors()]
+        problems = [_problem(model, {**err, "loc": _without_tags(data, err["loc"])}, text, rel_path, prefix)
+                    for err in exc.errors()]
         return None, sorted(set(problems), key=lambda p: (p.line or 0, p.message))
 
 
@@ -233,6 +236,25 @@ _TYPE_NAMES = {
     "list": "an array",
     "model": "a table",
 }
+
+
+def _without_tags(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """`loc` without the tags pydantic inserts for tagged unions (`controls[0].slider.label`): the
+    parts that name no key of the data at that point."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and node.get("control") == part and i + 1 < len(loc) and \
+                (part not in node or loc[i + 1] in node):
+            continue  # a union tag (the control's own type), not a key of the data
+        out.append(part)
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
 
 
 def _problem(
@@ -312,9 +334,20 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     """
     want = [str(p) for p in loc]
     table: list[str] = []
-    array_counts: dict[tuple[str, ...], int] = {}
+    counts: dict[tuple[str, ...], int] = {}  # elements of each array of tables, by its full path
+    current: dict[tuple[str, ...], int] = {}  # the element now open, by the array's bare keys
     best: tuple[int, int] | None = None  # (matched depth, line)
     in_multiline = False
+
+    def full(keys: list[str]) -> list[str]:
+        """`keys` with the open element's index after each enclosing array of tables."""
+        path: list[str] = []
+        for i, key in enumerate(keys):
+            path.append(key)
+            if i < len(keys) - 1 and tuple(keys[: i + 1]) in current:
+                path.append(str(current[tuple(keys[: i + 1])]))
+        return path
+
     for number, raw in enumerate(text.splitlines(), start=1):
         if in_multiline:
             in_multiline = (raw.count('"""') + raw.count("'''")) % 2 == 0
@@ -323,11 +356,13 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
         if header := _HEADER.match(raw):
             keys = _split_key(header.group(2))
             if header.group(1) == "[[":
-                index = array_counts.get(tuple(keys), 0)
-                array_counts[tuple(keys)] = index + 1
-                table = [*keys, str(index)]
+                parent = tuple(full(keys))
+                index = counts.get(parent, 0)
+                counts[parent] = index + 1
+                current[tuple(keys)] = index
+                table = [*parent, str(index)]
             else:
-                table = keys
+                table = full(keys)
             path = table
         elif key := _KEY.match(raw):
             path = table + _split_key(key.group(1))

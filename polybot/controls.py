@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from polybot.config import validate_model
 from polybot.errors import Problem
@@ -23,8 +23,11 @@ def _model() -> type[BaseModel]:
     """Poe's own control types (fastapi_poe is imported only when a bot has controls)."""
     import fastapi_poe as fp
 
+    from fastapi_poe.types import AspectRatio, ConditionallyRenderControls
+
     control = Annotated[
-        Union[fp.Divider, fp.TextField, fp.TextArea, fp.DropDown, fp.ToggleSwitch, fp.Slider],
+        Union[fp.Divider, fp.TextField, fp.TextArea, fp.DropDown, fp.ToggleSwitch, fp.Slider, AspectRatio,
+              ConditionallyRenderControls],
         Field(discriminator="control"),
     ]
 
@@ -41,14 +44,86 @@ def control_problems(controls: Sequence[Mapping[str, Any]], text: str, rel_path:
     return validate_model(_model(), {"controls": list(controls)}, text, rel_path)[1]
 
 
-def parameter_controls(controls: Sequence[Mapping[str, Any]]) -> fp.ParameterControls | None:
-    """The settings' `parameter_controls`: one section holding every control."""
+@cache
+def _layout_model() -> type[BaseModel]:
+    """fastapi_poe's ParameterControls, with its control unions discriminated by `control` so that
+    a mistake gets one message, not one per control type."""
+    import fastapi_poe as fp
+    from fastapi_poe.types import AspectRatio, ComparatorCondition
+
+    base = Annotated[Union[fp.Divider, fp.TextField, fp.TextArea, fp.DropDown, fp.ToggleSwitch, fp.Slider,
+                           AspectRatio], Field(discriminator="control")]
+    strict = ConfigDict(extra="forbid")
+
+    class Condition(BaseModel):
+        model_config = strict
+        control: Literal["condition"]
+        condition: ComparatorCondition
+        controls: list[base]
+
+    full = Annotated[Union[fp.Divider, fp.TextField, fp.TextArea, fp.DropDown, fp.ToggleSwitch, fp.Slider,
+                           AspectRatio, Condition], Field(discriminator="control")]
+
+    class Tab(BaseModel):
+        model_config = strict
+        name: str | None = None
+        controls: list[full]
+
+    class Section(BaseModel):
+        model_config = strict
+        name: str | None = None
+        controls: list[full] | None = None
+        tabs: list[Tab] | None = None
+        collapsed_by_default: bool | None = None
+
+    class Layout(BaseModel):
+        model_config = strict
+        api_version: Literal["2"] = "2"
+        sections: list[Section]
+
+    return Layout
+
+
+def layout_problems(layout: Mapping[str, Any] | None, text: str, rel_path: str) -> list[Problem]:
+    """Located problems in `[parameter_controls]` (sections, tabs, conditions)."""
+    if layout is None:
+        return []
+    return validate_model(_layout_model(), dict(layout), text, rel_path, ("parameter_controls",))[1]
+
+
+def flatten(layout: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Every control in a `[parameter_controls]` layout: in sections, tabs and conditions."""
+    found: list[dict[str, Any]] = []
+
+    def walk(controls: Any) -> None:
+        for control in controls or ():
+            if isinstance(control, Mapping):
+                if control.get("control") == "condition":
+                    walk(control.get("controls"))
+                else:
+                    found.append(dict(control))
+
+    for section in (layout or {}).get("sections", ()):
+        walk(section.get("controls"))
+        for tab in section.get("tabs") or ():
+            walk(tab.get("controls"))
+    return found
+
+
+def parameter_controls(controls: Sequence[Mapping[str, Any]],
+                       layout: Mapping[str, Any] | None = None) -> fp.ParameterControls | None:
+    """The settings' `parameter_controls`: `[[controls]]` as one section, then the sections of
+    `[parameter_controls]` as written (with its tabs and conditions)."""
     import fastapi_poe as fp
 
-    if not controls:
-        return None
-    parsed = _model().model_validate({"controls": list(controls)}).controls  # type: ignore[attr-defined]
-    return fp.ParameterControls(sections=[fp.Section(controls=list(parsed))])
+    own = [c for c in controls if c not in flatten(layout)]
+    sections: list[fp.Section] = []
+    if own:
+        parsed = _model().model_validate({"controls": own}).controls  # type: ignore[attr-defined]
+        sections.append(fp.Section(controls=list(parsed)))
+    if layout is not None:
+        sections += fp.ParameterControls.model_validate(dict(layout)).sections
+    return fp.ParameterControls(sections=sections) if sections else None
 
 
 def default_params(controls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -101,8 +176,8 @@ def _within(control: Mapping[str, Any], value: Any) -> Any:
         if isinstance(high, int | float):
             value = min(value, high)
         return value
-    if kind == "drop_down":
-        options = {o.get("value") for o in control.get("options", []) if isinstance(o, Mapping)}
+    if kind in ("drop_down", "aspect_ratio"):
+        options = {o.get("value") for o in control.get("options") or [] if isinstance(o, Mapping)}
         return value if isinstance(value, str) and value in options else None
     if kind == "toggle_switch":
         return value if isinstance(value, bool) else None

@@ -11,9 +11,9 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 7  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 8  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
-SCHEMA_DIGEST = "ac277c76b330cf50"
+SCHEMA_DIGEST = "4a65a268a91a6164"
 
 
 class BotSpec(BaseModel):
@@ -36,7 +36,8 @@ class BotSpec(BaseModel):
     fallback: list[Fallback]
     poe: PoeConfig
     access_key_env: str
-    controls: list[dict[str, Any]]
+    controls: list[dict[str, Any]]  # every control, `[parameter_controls]` ones included
+    layout: dict[str, Any] | None = None  # [parameter_controls] as written
     templates: dict[str, str]
     hooks: str | None  # path of hooks.py relative to the project root
     hash: str  # of every input; an unchanged hash means an unchanged bot

@@ -109,8 +109,8 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
             "providers.toml:3: local: unknown key 'api_bse' (did you mean 'api_base'?)"]),
     "bad control": (bot(toml='provider = "echo"\n[[controls]]\ncontrol = "slider"\nlabel = "T"\n'
                              'parameter_name = "t"\nmin_value = 0\n'), [
-        "bots/Demo/bot.toml:2: controls[0].slider.max_value: missing required key; add `max_value = ...`",
-        "bots/Demo/bot.toml:2: controls[0].slider.step: missing required key; add `step = ...`"]),
+        "bots/Demo/bot.toml:2: controls[0].max_value: missing required key; add `max_value = ...`",
+        "bots/Demo/bot.toml:2: controls[0].step: missing required key; add `step = ...`"]),
 }
 
 

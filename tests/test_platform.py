@@ -125,3 +125,68 @@ async def test_nothing_is_charged_outside_poe(tmp_path: Path, monkeypatch: pytes
     make_bot(tmp_path, "Priced", PRICED, "Be brief.")
     events = [e async for e in runtime(tmp_path, "Priced").respond(request(("user", "hi")))]
     assert "".join(e.text for e in events) == "hi"
+
+
+LAYOUT = '''provider = "echo"
+
+[[controls]]
+control = "toggle_switch"
+label = "Short answers"
+parameter_name = "short"
+default_value = true
+
+[[parameter_controls.sections]]
+name = "Image"
+collapsed_by_default = true
+
+[[parameter_controls.sections.controls]]
+control = "aspect_ratio"
+label = "Shape"
+parameter_name = "aspect"
+default_value = "1:1"
+options = [{ value = "1:1", width = 1, height = 1 }, { value = "16:9", width = 16, height = 9 }]
+
+[[parameter_controls.sections.tabs]]
+name = "Advanced"
+
+[[parameter_controls.sections.tabs.controls]]
+control = "slider"
+label = "Steps"
+parameter_name = "steps"
+min_value = 1
+max_value = 50
+step = 1
+default_value = 20
+
+[[parameter_controls.sections.tabs.controls]]
+control = "condition"
+condition = { comparator = "gt", left = { parameter_name = "steps" }, right = { literal = 30 } }
+controls = [{ control = "text_field", label = "Why so many?", parameter_name = "reason", default_value = "" }]
+'''
+
+
+def test_settings_carry_sections_tabs_conditions_and_aspect_ratio(tmp_path: Path) -> None:
+    make_bot(tmp_path, "Layout", LAYOUT, "{{ params.short }} {{ params.aspect }} {{ params.steps }}")
+    rt = runtime(tmp_path, "Layout")
+    controls = rt.settings().parameter_controls
+    assert controls is not None
+    first, image = controls.sections
+    assert [c.parameter_name for c in first.controls or []] == ["short"]  # type: ignore[union-attr]
+    assert (image.name, image.collapsed_by_default) == ("Image", True)
+    assert image.controls[0].control == "aspect_ratio"  # type: ignore[index]
+    tab = (image.tabs or [])[0]
+    assert tab.name == "Advanced" and tab.controls[1].control == "condition"
+    assert (tmp_path / "build").exists() is False
+    from polybot.controls import default_params
+
+    assert default_params(rt.spec.controls) == {"short": True, "aspect": "1:1", "steps": 20, "reason": ""}
+
+
+def test_a_layout_mistake_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from polybot.cli import main
+
+    make_bot(tmp_path, "Layout", LAYOUT.replace('comparator = "gt"', 'comparator = "bigger"'), "p")
+    assert main(["build", "--project", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == ("bots/Layout/bot.toml:34: parameter_controls.sections[0].tabs[0].controls[1].condition.comparator: "
+                   "expected one of 'eq', 'ne', 'gt', 'ge', 'lt' or 'le' but received 'bigger'\n")

@@ -349,3 +349,23 @@ async def test_healthz_stays_fast_during_a_pathological_render(tmp_path: Path, p
     assert "event: error" in reply and "system.md.j2" in reply
     assert took < 3.0  # the reply gives up at 1.25 s; the margin is for a loaded machine
     assert worst < 0.5, f"/healthz waited {worst:.2f}s during the render"
+
+
+def test_allowed_params_clamps_each_control_kind() -> None:
+    from polybot.controls import MAX_TEXT_PARAM, allowed_params
+
+    controls = [
+        {"control": "slider", "label": "T", "parameter_name": "temperature", "min_value": 0, "max_value": 1,
+         "step": 0.1},
+        {"control": "drop_down", "label": "M", "parameter_name": "model", "options": [{"value": "a", "name": "A"}]},
+        {"control": "aspect_ratio", "label": "R", "parameter_name": "ratio",
+         "options": [{"value": "1:1", "width": 1, "height": 1}]},
+        {"control": "toggle_switch", "label": "S", "parameter_name": "short"},
+        {"control": "text_field", "label": "N", "parameter_name": "note"},
+    ]
+    picked = {"temperature": 7.5, "model": "gpt-4-expensive", "ratio": "1:1", "short": "yes",
+              "note": "n" * (MAX_TEXT_PARAM + 5), "top_p": 0.1, "max_tokens": 99_999_999}
+    assert allowed_params(controls, picked) == {"temperature": 1, "ratio": "1:1", "note": "n" * MAX_TEXT_PARAM}
+    assert allowed_params(controls, {"temperature": -3, "max_tokens": 100}, max_tokens=200) == \
+        {"temperature": 0, "max_tokens": 100}
+    assert allowed_params([], {"temperature": float("nan"), "max_tokens": 300}, max_tokens=200) == {}

@@ -295,3 +295,20 @@ async def test_a_tool_can_attach_files_to_the_reply(tmp_path: Path, fake: ToolFa
     files = [e.attachment for e in events if isinstance(e, fp.PartialResponse) and e.attachment]
     assert [(f.url, f.content_type, f.name) for f in files] == [("https://cdn.example/cat.png", "image/png", "cat.png")]
     assert fake.bodies[1]["messages"][-1]["content"] == 'attached to the reply: cat.png; ["size 512x512"]'
+
+
+async def test_chat_shows_each_call_collapsed(tmp_path: Path, fake: ToolFake,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from polybot.chat import _reply
+
+    project(tmp_path, fake, "openai")
+    fake.turns.extend([Turn(calls=[Call("c1", "get_weather", {"city": "Lima"})]), Turn(text="Warm in Lima.")])
+    rt = runtime(tmp_path, "Tooly")
+    try:
+        text, ok = await _reply(rt, [fp.ProtocolMessage(role="user", content="Lima?")])
+    finally:
+        await rt.pool.aclose()
+    captured = capsys.readouterr()
+    assert (text, ok, captured.out) == ("Warm in Lima.", True, "Warm in Lima.\n")
+    assert captured.err == '[tool: get_weather({"city": "Lima"}) -> {"city": "Lima", "temp": 21, "unit":...]\n'
+
