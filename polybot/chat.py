@@ -72,6 +72,8 @@ def cmd_chat(args: Any) -> int:
                 message = sys.stdin.read() if args.message == "-" else args.message
                 history.append(fp.ProtocolMessage(role="user", content=message))
                 return 0 if runner.run(_reply(runtime, history))[1] else 1
+            if sys.stdin.isatty():
+                import readline  # noqa: F401 - line editing and history at the prompt
             print(f"Chatting with {args.name} (Ctrl-D or Ctrl-C to quit).", file=sys.stderr)
             while True:
                 try:
