@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChatRequest",
+    "File",
     "Image",
     "Message",
     "PolybotError",
@@ -27,6 +28,7 @@ __all__ = [
 
 _WHERE = {
     "ChatRequest": "polybot.providers.base",
+    "File": "polybot.providers.base",
     "Image": "polybot.providers.base",
     "Message": "polybot.providers.base",
     "Provider": "polybot.providers.base",
@@ -43,9 +45,13 @@ if TYPE_CHECKING:
     from polybot.errors import PolybotError, Problem
     from polybot.providers import register_kind
     from polybot.providers.base import ChatRequest, Image, Message, Provider, ProviderError, Usage
+    from polybot.providers.base import FileOut as File
+
+
+_ALIASES = {"File": "FileOut"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
+        return getattr(importlib.import_module(_WHERE[name]), _ALIASES.get(name, name))
     raise AttributeError(f"module 'polybot' has no attribute {name!r}")

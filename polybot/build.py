@@ -104,6 +104,8 @@ def compile_bot(
     if config is not None:
         model = _check_provider(project.providers, config.provider, config.model, text, rel_toml, (),
                                 out.problems)
+        if model is not None:
+            out.problems += _check_options(project.providers[config.provider], model, config, text, rel_toml)
         for i, fb in enumerate(config.fallback):
             fb_model = _check_provider(project.providers, fb.provider, fb.model, text, rel_toml,
                                        ("fallback", i), out.problems)
@@ -134,6 +136,12 @@ def compile_bot(
                 out.problems.append(hook_problem(exc, hooks_path, rel_hooks, "context() failed"))
                 return out
 
+    if config is not None and config.tools:
+        from polybot.tools import load_tools
+
+        namespace = out.hooks.namespace if out.hooks is not None else {}
+        out.problems += load_tools(config.tools, namespace, f"{folder.rel}/{HOOKS_FILE}", rel_toml,
+                                   locate(text, ("tools",)))[1]
     out.problems += library.check(folder.name, CONTEXT_NAMES | frozenset(extra))
     if out.problems or config is None or model is None:
         return out
@@ -156,6 +164,9 @@ def compile_bot(
         temperature=config.temperature,
         max_tokens=config.max_tokens,
         params=config.params,
+        show_thinking=config.show_thinking,
+        tools=config.tools,
+        max_tool_rounds=config.max_tool_rounds,
         vars=config.vars,
         fallback=fallbacks,
         poe=config.poe,
@@ -164,6 +175,8 @@ def compile_bot(
         templates=templates,
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,
+        openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
+        judge=config.test.judge,
     )
     return out
 
@@ -199,6 +212,23 @@ def _check_provider(
                                 f"{', '.join(provider.models)}"))
         return None
     return resolved
+
+
+def _check_options(provider: ProviderConfig, model: str, config: BotConfig, text: str,
+                   rel: str) -> list[Problem]:
+    """`params` against the adapter's declared options, and its model rules (SPEC §6, STYLE #12)."""
+    from polybot.providers import adapter_class
+
+    adapter = adapter_class(provider.kind)
+    if adapter is None:
+        return []
+    params = {**provider.params, **config.params}
+    problems = [Problem(p.path, p.line, f"{p.message}; options polybot does not know go under "
+                        "params.extra_body, unchecked" if "unknown key" in p.message else p.message)
+                for p in validate_model(adapter.Options, config.params, text, rel, ("params",))[1]]
+    for key, message in adapter.rules(model, config.temperature, config.max_tokens, params):
+        problems.append(Problem(rel, locate(text, tuple(key.split("."))), message))
+    return problems
 
 
 def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, Any], text: str, rel: str,
@@ -260,6 +290,7 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
         bots=specs,
     )
     unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
+        previous.format == manifest.format and \
         previous.providers == manifest.providers and \
         previous.shared_templates == manifest.shared_templates and previous.bots.keys() == specs.keys() and \
         all(previous.bots[name] is spec for name, spec in specs.items())
@@ -316,6 +347,21 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _check_bot_tests(root: Path) -> int:
+    """`build --check` also runs every bot's tests.toml, offline from recordings (SPEC §8)."""
+    from polybot.bottests import TESTS_FILE, print_report, run_tests
+
+    if not any((root / "bots").glob(f"*/{TESTS_FILE}")):
+        return 0
+    report = run_tests(root)
+    if report.failed or report.problems:
+        print_report(report)
+        return 1
+    count = len(report.outcomes)
+    print(f"bot tests pass ({count} test{'s' if count != 1 else ''})")
+    return 0
+
+
 def cmd_build(args: Any) -> int:
     root: Path = args.project
     out: Path = (args.out if args.out is not None else root / "build").resolve()
@@ -324,6 +370,7 @@ def cmd_build(args: Any) -> int:
     rel = _display(out, root)
     if args.check:
         print(f"{rel}/ is up to date ({n} bot{'' if n == 1 else 's'})")
+        return _check_bot_tests(root)
     else:
         print(f"built {n} bot{'' if n == 1 else 's'} into {rel}/ ({result.rendered} rendered, {n - result.rendered} unchanged)")
     return 0

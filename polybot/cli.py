@@ -162,6 +162,18 @@ def _parser() -> Parser:
     p.add_argument("names", nargs="*", metavar="NAME", help="the bots to sync (default: all)")
     p.add_argument("--base-url", default=None, metavar="URL",
                    help="Poe API base URL (default: POLYBOT_POE_BASE_URL, else https://api.poe.com/bot/)")
+    p.add_argument("--api-bots", action="store_true",
+                   help='create or update the bots marked [poe] kind = "api" as Poe API bots (POE_API_KEY)')
+    p.add_argument("--url", default=None, help="with --api-bots: the public URL of `polybot serve` Poe calls")
+    p.add_argument("--dry-run", action="store_true", help="with --api-bots: print what would change, send nothing")
+    p.add_argument("--send-key", action="store_true", help="with --api-bots: send the endpoint key even if "
+                   "nothing else changed (after rotating it)")
+
+    p = command(sub, "test", "run each bot's tests.toml through the Poe code path", "polybot.bottests:cmd_test",
+                "polybot test Haiku\npolybot test --record    # call the real providers and save recordings")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the bots to test (default: every bot with tests.toml)")
+    p.add_argument("--record", action="store_true", help="call the real providers and write recordings")
+    p.add_argument("--junit", default=None, metavar="FILE", help="also write a JUnit XML report")
 
     deploy = sub.add_parser("deploy", help="deploy the build", description="deploy the build")
     group = deploy.add_subparsers(dest="deploy_target", required=True, metavar="TARGET", parser_class=Parser)
@@ -195,9 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.target == "polybot.scaffold:cmd_init":
             args.project = (args.project or Path.cwd()).resolve()
         else:
+            from polybot.env import load_env
             from polybot.root import project_root
 
             args.project = project_root(args.project)
+            load_env(args.project)  # one keys story: every command reads .env; the environment wins
         code = _load(args.target)(args)
     except PolybotError as exc:
         for problem in exc.problems:

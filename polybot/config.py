@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,6 +33,8 @@ class ProviderConfig(_Strict):
     params: dict[str, Any] = {}
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    #: Whether the models take images; unset: the model table in polybot/providers/models.py.
+    vision: bool | None = None
 
     @field_validator("kind")
     @classmethod
@@ -53,6 +55,29 @@ class Fallback(_Strict):
     model: str | None = None
 
 
+class PoePricingTier(_Strict):
+    """A `[[poe.pricing.tiers]]` entry: the rates once a request's input reaches `min_prompt_tokens`."""
+
+    min_prompt_tokens: int = Field(gt=0)
+    prompt: float | str
+    completion: float | str
+
+
+class PoePricing(_Strict):
+    """`[poe.pricing]`: what a reply costs the user, in USD.
+
+    `prompt` and `completion` are per token (a Poe API bot's prices, sent by `polybot sync
+    --api-bots`; a server bot charges them from the usage its provider reports), `per_reply` a flat
+    charge per reply (server bots). A server bot authorizes before calling the provider and
+    captures the actual amount after, through Poe's cost API.
+    """
+
+    prompt: float | str | None = None
+    completion: float | str | None = None
+    per_reply: float | None = Field(None, ge=0)
+    tiers: list[PoePricingTier] = []
+
+
 class PoeConfig(_Strict):
     """The `[poe]` table: Poe settings (SettingsResponse) and serving."""
 
@@ -62,8 +87,31 @@ class PoeConfig(_Strict):
     enable_image_comprehension: bool | None = None
     expand_text_attachments: bool | None = None
     enforce_author_role_alternation: bool | None = None
+    enable_multi_entity_prompting: bool | None = None
     server_bot_dependencies: dict[str, int] = {}
     suggested_replies: bool | None = None
+    #: Shown to users on Poe (SettingsResponse): the prices in words, and the label under each reply.
+    rate_card: str | None = None
+    cost_label: str | None = None
+    #: "api": published as a Poe API bot by `polybot sync --api-bots` (SPEC §9); not a setting.
+    kind: Literal["server", "api"] | None = None
+    #: The public base URL Poe calls for an API bot (e.g. "https://bots.example.com/v1").
+    base_url: str | None = None
+    pricing: PoePricing | None = None
+
+
+class OpenAIApiConfig(_Strict):
+    """The `[openai_api]` table: this bot on the OpenAI-compatible endpoint."""
+
+    #: The variable holding the key clients send for this bot (default: POLYBOT_API_KEY).
+    key_env: str | None = None
+
+
+class TestSettings(_Strict):
+    """The `[test]` table: how `polybot test` grades this bot."""
+
+    #: The bot (in this project) that grades `judge = "..."` checks: it must answer PASS or FAIL.
+    judge: str | None = None
 
 
 class BotConfig(_Strict):
@@ -76,10 +124,17 @@ class BotConfig(_Strict):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
     params: dict[str, Any] = {}
+    #: Stream the model's reasoning first, as a Markdown blockquote (hidden by default).
+    show_thinking: bool = False
+    #: Functions in hooks.py the model may call (SPEC §7), and how many rounds of calls per reply.
+    tools: list[str] = []
+    max_tool_rounds: int = Field(5, ge=1, le=50)
     vars: dict[str, Any] = {}
     fallback: list[Fallback] = []
     poe: PoeConfig = PoeConfig()
     controls: list[dict[str, Any]] = []
+    openai_api: OpenAIApiConfig = OpenAIApiConfig()
+    test: TestSettings = TestSettings()
 
 
 def default_access_key_env(bot_name: str) -> str:

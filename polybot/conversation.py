@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 from polybot.providers.base import Image, Message
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.2"  # fastapi_poe.client.PROTOCOL_VERSION; a test keeps them equal
 
 
 def sample_request(text: str = "Hello!") -> fp.QueryRequest:
@@ -33,14 +33,17 @@ def poe_system_text(query: Sequence[fp.ProtocolMessage]) -> str:
     return "\n\n".join(m.content for m in query if m.role == "system" and m.content.strip())
 
 
-def to_messages(
-    query: Sequence[fp.ProtocolMessage], *, images: bool, alternate: bool
-) -> list[Message]:
-    """User and bot turns as provider messages.
+#: Image types every vision API takes; anything else (SVG, HEIC, ...) is described, not sent.
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
-    Parsed text attachments become text, image attachments vision input (when `images`), empty
-    turns are dropped, and with `alternate` consecutive same-role turns are merged and the
-    conversation starts with a user turn (Anthropic, Gemini).
+
+def to_messages(query: Sequence[fp.ProtocolMessage], bot_name: str = "") -> list[Message]:
+    """User and bot turns as provider-neutral messages, in order, nothing merged.
+
+    Parsed text attachments become text, images are kept (adapters turn them into vision input or
+    a placeholder), Poe's description of an image is kept as text, and attachments no model here
+    can read (audio, video, SVG, ...) become a short placeholder naming them. Empty turns are
+    dropped. Turns from other senders (other bots in a multi-bot chat) keep their names.
     """
     out: list[Message] = []
     for m in query:
@@ -49,22 +52,29 @@ def to_messages(
         text = m.content
         pictures: list[Image] = []
         for att in m.attachments:
-            if images and att.content_type.startswith("image/"):
-                pictures.append(Image(att.url, att.content_type))
+            if att.content_type in IMAGE_TYPES:
+                pictures.append(Image(att.url, att.content_type, att.name))
+                if att.parsed_content:
+                    text += f"\n\n<image name={att.name!r} description>\n{att.parsed_content}\n</image>"
             elif att.parsed_content:
                 text += f"\n\n<attachment name={att.name!r}>\n{att.parsed_content}\n</attachment>"
+            else:
+                kind = att.content_type.split("/")[0] if "/" in att.content_type else "file"
+                text += (f"\n\n[attachment {att.name!r} ({att.content_type}) not sent: "
+                         f"the model cannot read this {kind if kind in ('audio', 'video') else 'file type'}]")
+        text = text.strip("\n") if not m.content else text
         if not text.strip() and not pictures:
             continue
         role: Literal["user", "assistant"] = "assistant" if m.role == "bot" else "user"
-        if alternate and out and out[-1].role == role:
-            prev = out[-1]
-            out[-1] = Message(role, f"{prev.text}\n\n{text}".strip(), prev.images + tuple(pictures))
-        else:
-            out.append(Message(role, text, tuple(pictures)))
-    if alternate:
-        while out and out[0].role == "assistant":
-            out.pop(0)
+        out.append(Message(role, text, tuple(pictures), _sender_name(m, bot_name)))
     return out
+
+
+def _sender_name(m: fp.ProtocolMessage, bot_name: str) -> str | None:
+    name = m.sender.name if m.sender is not None else None
+    if not name or (m.role == "bot" and name.lower() == bot_name.lower()):
+        return None
+    return name
 
 
 def template_context(request: fp.QueryRequest, params: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +83,11 @@ def template_context(request: fp.QueryRequest, params: dict[str, Any]) -> dict[s
         "now": datetime.now(UTC),
         "user_id": request.user_id,
         "conversation_id": request.conversation_id,
+        "language_code": request.language_code,
+        "users": [{"id": u.id, "name": u.name} for u in request.users],
         "messages": [
-            {"role": "assistant" if m.role == "bot" else m.role, "content": m.content}
+            {"role": "assistant" if m.role == "bot" else m.role, "content": m.content,
+             "sender": m.sender.name if m.sender is not None else None}
             for m in request.query
         ],
         "params": params,

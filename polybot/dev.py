@@ -196,6 +196,7 @@ async def reload_keys(workspace: Workspace, changed: list[str]) -> None:
 
 
 def cmd_dev(args: Any) -> int:
+    from polybot.openai_api import mount_openai
     from polybot.playground import Playground
     from polybot.replylog import configure
     from polybot.server import BotServer
@@ -204,6 +205,7 @@ def cmd_dev(args: Any) -> int:
     load_env(root)
     sock = bind(args.host, args.port)  # a busy port is one line, before anything else
     server = BotServer()
+    mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
     playground = Playground(workspace, open_access=False)
     playground.mount(server.app)

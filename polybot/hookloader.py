@@ -6,14 +6,14 @@ import importlib.util
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from polybot.errors import PolybotError, Problem
 
-HOOK_NAMES = ("context", "messages", "respond")
+HOOK_NAMES = ("context", "messages", "respond", "on_feedback", "on_reaction", "on_error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,13 @@ class Hooks:
     context: Callable[..., Any] | None = None
     messages: Callable[..., Any] | None = None
     respond: Callable[..., Any] | None = None
+    #: Poe's reports about replies: fastapi_poe's ReportFeedbackRequest, ReportReactionRequest,
+    #: ReportErrorRequest. Sync or async; their failures are logged, never raised to Poe.
+    on_feedback: Callable[..., Any] | None = None
+    on_reaction: Callable[..., Any] | None = None
+    on_error: Callable[..., Any] | None = None
+    #: Everything hooks.py defines at its top level (tools are looked up here by name).
+    namespace: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def load_hooks(path: Path, rel_path: str, bot_name: str) -> Hooks:
@@ -47,7 +54,7 @@ def load_hooks(path: Path, rel_path: str, bot_name: str) -> Hooks:
 
 def _collect(module: ModuleType, rel_path: str) -> Hooks:
     found = {name: getattr(module, name) for name in HOOK_NAMES if callable(getattr(module, name, None))}
-    return Hooks(rel_path=rel_path, **found)
+    return Hooks(rel_path=rel_path, namespace=dict(vars(module)), **found)
 
 
 def hook_problem(exc: BaseException, path: Path | str, rel_path: str, what: str) -> Problem:

@@ -11,7 +11,9 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 1
+FORMAT = 6  # bump when the manifest changes shape: a build then rewrites it whole
+#: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
+SCHEMA_DIGEST = "b73ec415a119ebe2"
 
 
 class BotSpec(BaseModel):
@@ -27,6 +29,9 @@ class BotSpec(BaseModel):
     temperature: float | None
     max_tokens: int | None
     params: dict[str, Any]
+    show_thinking: bool = False
+    tools: list[str] = []
+    max_tool_rounds: int = 5
     vars: dict[str, Any]
     fallback: list[Fallback]
     poe: PoeConfig
@@ -35,6 +40,9 @@ class BotSpec(BaseModel):
     templates: dict[str, str]
     hooks: str | None  # path of hooks.py relative to the project root
     hash: str  # of every input; an unchanged hash means an unchanged bot
+    #: The variable holding the key of this bot on the OpenAI-compatible endpoint (SPEC §9).
+    openai_api_key_env: str = "POLYBOT_API_KEY"
+    judge: str | None = None  # [test] judge: the bot that grades `judge` checks
 
     def metadata(self) -> dict[str, str]:
         """What `bot info` shows: no secrets, nothing internal."""

@@ -22,14 +22,14 @@ from polybot.project import PROMPT_FILE, SHARED_DIR
 
 #: Names every template may use without defining them.
 CONTEXT_NAMES = frozenset(
-    {"bot", "vars", "now", "user_id", "conversation_id", "messages", "params"}
+    {"bot", "vars", "now", "user_id", "conversation_id", "language_code", "users", "messages", "params"}
 )
 
 #: The fixed context build/prompts/<Name>.md is rendered with, so diffs show only real changes.
 SAMPLE_NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 SAMPLE_USER_ID = "sample-user"
 SAMPLE_CONVERSATION_ID = "sample-conversation"
-SAMPLE_MESSAGES = ({"role": "user", "content": "Hello!"},)
+SAMPLE_MESSAGES = ({"role": "user", "content": "Hello!", "sender": None},)
 
 
 #: Limits on one render, so a template cannot stall the event loop or exhaust memory.
@@ -234,6 +234,8 @@ def sample_context(bot: Mapping[str, Any], vars_: Mapping[str, Any], params: Map
         "now": SAMPLE_NOW,
         "user_id": SAMPLE_USER_ID,
         "conversation_id": SAMPLE_CONVERSATION_ID,
+        "language_code": "en",
+        "users": [],
         "messages": [dict(m) for m in SAMPLE_MESSAGES],
         "params": dict(params),
     }

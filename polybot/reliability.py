@@ -16,13 +16,30 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import get_args
 
 import fastapi_poe as fp
+from fastapi_poe.types import ErrorType
 
 from polybot.config import ProviderConfig
 from polybot.providers import create_provider
-from polybot.providers.base import ChatRequest, Provider, ProviderError, Usage
+from polybot.providers.base import (
+    ChatRequest,
+    Message,
+    ToolCall,
+    Chunk,
+    DataOut,
+    FileOut,
+    Provider,
+    ProviderError,
+    Refused,
+    Replace,
+    Thinking,
+    Usage,
+)
+
+from polybot.tools import ToolBox
 
 log = logging.getLogger("polybot.reply")
 
@@ -33,7 +50,14 @@ MAX_WAIT = 30.0
 #: First token and idle gaps are bounded by min(timeout, GAP_CAP).
 GAP_CAP = 30.0
 
+#: A relayed `json` event travels as a PartialResponse with `data` and no text (bot.py sends it).
 Event = fp.PartialResponse | fp.ErrorResponse
+
+#: fastapi_poe's ErrorType values.
+POE_ERROR_TYPES = frozenset(get_args(ErrorType))
+
+#: Shown after a reply the provider cut at its token limit (SPEC §6 `truncated`).
+TRUNCATED_NOTICE = "\n\n_(This reply was cut short: it reached the model's output limit.)_"
 
 
 class ProviderPool:
@@ -71,13 +95,85 @@ class Step:
 class _Failure:
     message: str
     retryable: bool
+    refused: bool = False
+    error_type: str | None = None
+    status: int | None = None
+    retry_after: float | None = None
 
 
-async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> AsyncIterator[Event]:
-    """Stream one whole reply from the first step that succeeds."""
+class _Quote:
+    """Streams reasoning as a Markdown blockquote: every line starts with `>`."""
+
+    def __init__(self) -> None:
+        self.open = False  # inside the quote
+        self.at_line_start = True
+
+    def thinking(self, text: str) -> str:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start:
+                out.append("> ")
+            out.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        self.open = True
+        return "".join(out)
+
+    def close(self) -> str:
+        """Text that ends the quote before the answer starts."""
+        if not self.open:
+            return ""
+        self.open = False
+        self.at_line_start = True
+        return "\n\n"
+
+
+@dataclass(slots=True)
+class ReplyInfo:
+    """How a reply went, for callers that report it in their own protocol (the OpenAI endpoint)."""
+
+    outcome: str = "error"  # ok | truncated | refused | tool_call | error
+    usage: Usage = field(default_factory=Usage)
+    provider: str = ""
+    model: str = ""
+    tool_rounds: int = 0
+    #: Of the last failure (a reply that ended in an error): the provider's HTTP status, Retry-After.
+    status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """The tools of one reply: the bot's own (run here) and the caller's (returned to it)."""
+
+    box: ToolBox | None = None
+    remote: frozenset[str] = frozenset()
+    max_rounds: int = 5
+
+
+class ToolActivity(fp.PartialResponse):
+    """A tool call and its result, for the playground and `polybot chat` (never sent to Poe)."""
+
+    tool: str = ""
+    arguments: str = ""
+    result: str = ""
+    ok: bool = True
+
+
+async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
+                       show_thinking: bool = False, info: ReplyInfo | None = None,
+                       tools: Tools | None = None) -> AsyncIterator[Event]:
+    """Stream one whole reply from the first step that succeeds; `info` is filled in at the end.
+
+    With `tools`, a reply that ends in tool calls runs them and asks the same provider again, up
+    to `max_rounds` times. Tool rounds already done are kept across retries and failover: a call
+    that happened is never made twice.
+    """
     started = time.monotonic()
     attempts = 0
+    rounds = 0
+    done: list[Message] = []  # tool rounds so far: assistant turns with calls, and their results
     sent = False  # text has reached the user
+    stale = False  # ...and a failure since means the next text replaces it
     failures: list[_Failure] = []
     usage = Usage()
     first_token: float | None = None
@@ -91,26 +187,88 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
             except Exception as exc:  # noqa: BLE001 - e.g. an SDK that failed to import
                 failures.append(_Failure(f"provider {step.provider!r} is unavailable: "
                                          f"{type(exc).__name__}", retryable=False))
+                stale = sent
                 continue
             config = provider.config
-            for attempt in range(config.max_retries + 1):
+            attempt = 0
+            while True:  # attempts, and tool rounds, on this step
                 attempts += 1
                 usage = Usage()
-                replacing = sent  # a failover after text was sent replaces the partial reply
+                replacing = stale  # a retry or failover after text was sent replaces the partial reply
                 this_attempt_sent = False
+                quote = _Quote()
+                request = step.request
+                if done:
+                    request = replace(request, messages=request.messages + tuple(done))
                 try:
                     # aclosing: a client that disconnects closes the provider stream at once.
-                    async with aclosing(_bounded(provider.stream(step.request, usage), config)) as chunks:
+                    async with aclosing(_bounded(provider.stream(request, usage), config)) as chunks:
                         async for chunk in chunks:
+                            event = _event(chunk, quote, show_thinking, replacing)
+                            if event is None:
+                                continue
                             if first_token is None:
                                 first_token = time.monotonic() - started
-                            yield fp.PartialResponse(text=chunk, is_replace_response=replacing)
-                            replacing = False
-                            sent = this_attempt_sent = True
-                    outcome = "ok"
+                            yield event
+                            if isinstance(event, fp.PartialResponse) and event.text:
+                                replacing = stale = False
+                                sent = this_attempt_sent = True
+                    if usage.outcome == "tool_call":
+                        calls = usage.calls or [ToolCall("", n, "") for n in usage.tool_calls]
+                        remote = [c for c in calls if c.name in (tools.remote if tools else ())]
+                        box = tools.box if tools is not None else None
+                        if remote:
+                            outcome = "tool_call"  # the caller supplied these tools: it runs them
+                            # Poe's protocol for tool calls: `json` events shaped as chat-completion chunks
+                            # (what fastapi_poe's client aggregates into ToolCallDefinitions).
+                            deltas = [{"index": i, "id": c.id, "type": "function",
+                                       "function": {"name": c.name, "arguments": c.arguments}}
+                                      for i, c in enumerate(remote)]
+                            yield fp.PartialResponse(text="", data={"choices": [
+                                {"index": 0, "delta": {"tool_calls": deltas}, "finish_reason": None}]})
+                            yield fp.PartialResponse(text="", data={"choices": [
+                                {"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                            return
+                        if box is None or not box.tools:
+                            outcome = "tool_call"
+                            names = ", ".join(repr(c.name) for c in calls) or "a tool"
+                            yield fp.ErrorResponse(text=f"The model asked to call {names}, but {bot} declares "
+                                                   "no tools; add `tools` to its bot.toml or change the prompt",
+                                                   allow_retry=False)
+                            return
+                        if rounds >= (tools.max_rounds if tools else 0):
+                            outcome = "tool_call"
+                            yield fp.ErrorResponse(text=f"{bot} stopped after {rounds} rounds of tool calls "
+                                                   "(max_tool_rounds in bot.toml) without an answer",
+                                                   allow_retry=True)
+                            return
+                        results = await box.run(calls)
+                        for result in results:
+                            yield ToolActivity(text="", tool=result.call.name, arguments=result.call.arguments,
+                                               result=result.content, ok=result.ok)
+                            for file in result.files:
+                                event = _event(file, quote, show_thinking, False)
+                                if event is not None:
+                                    yield event
+                        turn = usage.turn or Message("assistant", "", tool_calls=tuple(calls))
+                        done.append(turn)
+                        done.extend(Message("tool", r.content, name=r.call.name, tool_call_id=r.call.id)
+                                    for r in results)
+                        rounds += 1
+                        if quote.open and show_thinking:
+                            yield fp.PartialResponse(text=quote.close())
+                        attempt = 0
+                        continue  # the next round, on the same provider
+                    outcome = usage.outcome
+                    if outcome == "truncated":
+                        yield fp.PartialResponse(text=TRUNCATED_NOTICE)
                     return
+                except Refused as exc:
+                    failure = _Failure(exc.message, False, refused=True)
+                    retry_after = None
                 except ProviderError as exc:
-                    failure = _Failure(exc.message, exc.retryable)
+                    failure = _Failure(exc.message, exc.retryable, error_type=exc.error_type, status=exc.status,
+                                       retry_after=exc.retry_after)
                     retry_after = exc.retry_after
                 except TimeoutError as exc:
                     failure = _Failure(f"{step.provider} {exc.args[0] if exc.args else 'timed out'}", True)
@@ -120,29 +278,59 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool) -> A
                     failure = _Failure(f"{step.provider} failed unexpectedly ({type(exc).__name__})", True)
                     retry_after = None
                 failures.append(failure)
+                stale = sent
                 # Retrying a provider that already sent text in this attempt would repeat it: fail
                 # over instead. One that failed before its first chunk may retry: that chunk will
                 # replace whatever the user has seen.
-                if this_attempt_sent or not failure.retryable or attempt == config.max_retries:
+                if this_attempt_sent or not failure.retryable or attempt >= config.max_retries:
                     break
                 wait = _backoff(attempt, retry_after)
                 if wait is None:
                     break
+                attempt += 1
                 await asyncio.sleep(wait)
+        if failures and all(f.refused for f in failures):
+            outcome = "refused"
         yield _final_error(failures, sent)
     finally:
         record = {
             "event": "reply", "bot": bot, "provider": used.provider, "model": used.request.model,
-            "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome,
+            "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome, "tool_rounds": rounds,
             "ttft_ms": None if first_token is None else round(first_token * 1000),
             "duration_ms": round((time.monotonic() - started) * 1000),
+            "finish_reason": usage.finish_reason,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
         }
+        if info is not None:
+            info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
+            info.tool_rounds = rounds
+            if failures:
+                info.status, info.retry_after = failures[-1].status, failures[-1].retry_after
         # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
         log.info("%s", json.dumps(record), extra={"reply": record})
 
 
-async def _bounded(stream: AsyncIterator[str], config: ProviderConfig) -> AsyncGenerator[str, None]:
+def _event(chunk: Chunk, quote: _Quote, show_thinking: bool, replacing: bool) -> Event | None:
+    """The Poe event for one chunk of a provider stream (None: nothing to send)."""
+    if isinstance(chunk, str):
+        text = quote.close() + chunk
+        return fp.PartialResponse(text=text, is_replace_response=replacing)
+    if isinstance(chunk, Thinking):
+        if not show_thinking or not chunk.text:
+            return None
+        return fp.PartialResponse(text=quote.thinking(chunk.text), is_replace_response=replacing)
+    if isinstance(chunk, Replace):
+        return fp.PartialResponse(text=chunk.text, is_replace_response=True)
+    if isinstance(chunk, FileOut):
+        return fp.PartialResponse(text="", attachment=fp.Attachment(
+            url=chunk.url, content_type=chunk.content_type, name=chunk.name, inline_ref=chunk.inline_ref))
+    if isinstance(chunk, DataOut):
+        return fp.PartialResponse(text="", data=dict(chunk.data))
+    return None
+
+
+async def _bounded(stream: AsyncIterator[Chunk], config: ProviderConfig) -> AsyncGenerator[Chunk, None]:
     """Bound the first token, every idle gap and the whole reply; always close the stream."""
     gap = min(config.timeout, GAP_CAP)
     deadline = time.monotonic() + config.timeout
@@ -183,7 +371,9 @@ def _backoff(attempt: int, retry_after: float | None) -> float | None:
 
 def _final_error(failures: list[_Failure], sent: bool) -> fp.ErrorResponse:
     messages = list(dict.fromkeys(f.message for f in failures))
-    retryable = sent or any(f.retryable for f in failures)
+    refused = bool(failures) and all(f.refused for f in failures)
+    retryable = not refused and (sent or any(f.retryable for f in failures))
     prefix = "The reply was cut off: " if sent else ""
     text = prefix + "; ".join(messages) if messages else "No provider could answer."
-    return fp.ErrorResponse(text=text, allow_retry=retryable)
+    error_type = next((f.error_type for f in reversed(failures) if f.error_type in POE_ERROR_TYPES), None)
+    return fp.ErrorResponse(text=text, allow_retry=retryable, error_type=error_type)  # type: ignore[arg-type]

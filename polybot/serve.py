@@ -11,6 +11,7 @@ from typing import Any
 from polybot.env import load_env
 from polybot.listen import GRACEFUL_SHUTDOWN, bind, plural, run
 from polybot.manifest import load_manifest
+from polybot.openai_api import endpoint_notice
 from polybot.server import create_app
 
 
@@ -24,6 +25,7 @@ def cmd_serve(args: Any) -> int:
     sock = bind(args.host, args.port)  # a busy port is one line, before the "serving" line
     print(f"polybot serve: {plural(len(server.bots), 'bot')} on http://{args.host}:{args.port}/<Name>"
           f"{f' ({args.workers} workers)' if args.workers > 1 else ''}    (Ctrl-C to stop)", file=sys.stderr)
+    print(f"polybot serve: {endpoint_notice(server, open_without_key=args.allow_without_key)}", file=sys.stderr)
     configure("json")
     if args.workers == 1:
         return run(server.app, sock)

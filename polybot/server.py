@@ -87,9 +87,12 @@ def runtimes_from_manifest(manifest: Manifest, root: Path,
 def create_app(manifest: Manifest, root: Path, *, allow_without_key: bool = False,
                environ: Mapping[str, str] | None = None) -> BotServer:
     """A server for every bot in `manifest`; refuses bots without access keys unless allowed."""
+    from polybot.openai_api import mount_openai
+
     server = BotServer(environ)
     for runtime in runtimes_from_manifest(manifest, root, environ):
         server.put(runtime)
+    mount_openai(server, open_without_key=allow_without_key)
     missing = server.missing_keys()
     if missing and not allow_without_key:
         raise PolybotError([

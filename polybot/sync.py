@@ -25,6 +25,10 @@ DEFAULT_BASE_URL = "https://api.poe.com/bot/"
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Push the settings of the named bots (default: all) to Poe, one line per bot."""
+    if getattr(args, "api_bots", False):
+        from polybot.api_bots import cmd_sync_api_bots
+
+        return cmd_sync_api_bots(args)
     root: Path = args.project
     load_env(root)
     manifest = load_manifest(root / "build" / "manifest.json")
@@ -33,7 +37,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise PolybotError([f"build/ is stale: {change}" for change in changes] +
                            ["run `polybot build` (and commit build/), then polybot sync again"])
     runtimes = {r.spec.name: r for r in runtimes_from_manifest(manifest, root)}
-    names: Sequence[str] = list(dict.fromkeys(args.names)) or sorted(runtimes)
+    # API bots are published with --api-bots; they have no server-bot settings to push.
+    names: Sequence[str] = list(dict.fromkeys(args.names)) or sorted(
+        n for n, r in runtimes.items() if r.spec.poe.kind != "api")
     unknown = [n for n in names if n not in runtimes]
     if unknown:
         raise PolybotError([f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"

@@ -77,7 +77,8 @@ def test_check_fails_when_a_bot_was_removed(project: Path, capsys: pytest.Captur
 
 def test_rebuild_renders_only_what_changed(project: Path) -> None:
     out = project / "build"
-    assert build(project, out).rendered == 4
+    bots = len([p for p in (project / "bots").iterdir() if not p.name.startswith("_")])
+    assert build(project, out).rendered == bots
     mtimes = {name: (out / "prompts" / f"{name}.md").stat().st_mtime_ns for name in ("Echo", "GPT4oMiniBot")}
     assert build(project, out).rendered == 0
     (project / "bots/GPT4oMiniBot/system.md.j2").write_text("You are terse.\n")
@@ -98,8 +99,21 @@ def test_deleted_output_is_rendered_again(project: Path) -> None:
 def test_shared_partial_or_providers_change_rerenders_everything(project: Path) -> None:
     out = project / "build"
     build(project, out)
+    bots = len([p for p in (project / "bots").iterdir() if not p.name.startswith("_")])
     (project / "bots/_shared/style.j2").write_text("Be brief.\n")
-    assert build(project, out).rendered == 4
+    assert build(project, out).rendered == bots
     with (project / "providers.toml").open("a") as f:
         f.write("\n# a comment\n")
-    assert build(project, out).rendered == 4
+    assert build(project, out).rendered == bots
+
+
+def test_a_manifest_shape_change_bumps_its_format() -> None:
+    """An incremental build reuses unchanged bots from the old manifest; only a FORMAT bump makes it
+    rewrite a manifest whose shape changed (a new BotSpec field, say)."""
+    import hashlib
+    import json
+
+    from polybot.manifest import SCHEMA_DIGEST, Manifest
+
+    digest = hashlib.sha256(json.dumps(Manifest.model_json_schema(), sort_keys=True).encode()).hexdigest()[:16]
+    assert digest == SCHEMA_DIGEST, "the manifest models changed: bump manifest.FORMAT and update SCHEMA_DIGEST"

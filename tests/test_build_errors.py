@@ -43,7 +43,7 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
     "unknown provider": (bot(toml='description = "d"\nprovider = "opnai"\n'), [
         "bots/Demo/bot.toml:2: provider: unknown provider 'opnai' (did you mean 'openai'?); define it in "
         "providers.toml or use a built-in one (anthropic, deepseek, echo, fireworks, gemini, groq, mistral, "
-        "ollama, openai, openrouter, poe, together)"]),
+        "ollama, openai, openrouter, poe, poe-api, together)"]),
     "unknown model": (
         {"providers.toml": '[local]\nkind = "openai"\napi_base = "http://127.0.0.1:1/v1"\ndefault_model = "a"\n'
                            'models = ["alpha-1", "beta-2"]\n',
@@ -54,7 +54,7 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
                                     '[[fallback]]\nprovider = "antropic"\n'), [
         "bots/Demo/bot.toml:7: fallback[1].provider: unknown provider 'antropic' (did you mean 'anthropic'?); "
         "define it in providers.toml or use a built-in one (anthropic, deepseek, echo, fireworks, gemini, groq, "
-        "mistral, ollama, openai, openrouter, poe, together)"]),
+        "mistral, ollama, openai, openrouter, poe, poe-api, together)"]),
     "unknown key in a fallback": (bot(toml='provider = "echo"\n\n[[fallback]]\nprovider = "openai"\n\n'
                                            '[[fallback]]\nprovder = "x"\n'), [
         "bots/Demo/bot.toml:7: fallback[1]: unknown key 'provder' (did you mean 'provider'?)",
@@ -63,11 +63,11 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
                                                        '[[fallback]]\nprovider = "antropic"\n'), [
         "bots/Demo/bot.toml:1: provider: unknown provider 'opnai' (did you mean 'openai'?); define it in "
         "providers.toml or use a built-in one (anthropic, deepseek, echo, fireworks, gemini, groq, mistral, "
-        "ollama, openai, openrouter, poe, together)",
+        "ollama, openai, openrouter, poe, poe-api, together)",
         "bots/Demo/bot.toml:2: temperature: must be at most 2, got 9",
         "bots/Demo/bot.toml:5: fallback[0].provider: unknown provider 'antropic' (did you mean 'anthropic'?); "
         "define it in providers.toml or use a built-in one (anthropic, deepseek, echo, fireworks, gemini, groq, "
-        "mistral, ollama, openai, openrouter, poe, together)"]),
+        "mistral, ollama, openai, openrouter, poe, poe-api, together)"]),
     "poe table unknown key": (bot(toml='provider = "echo"\n[poe]\nintro_message = "hi"\n'), [
         "bots/Demo/bot.toml:3: poe: unknown key 'intro_message' (did you mean 'introduction_message'?)"]),
     "missing prompt": (bot(prompt=None), [
@@ -78,8 +78,8 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
     "jinja syntax error": (bot(prompt="line one\n{% if %}\n"), [
         "bots/Demo/system.md.j2:2: template syntax error: Expected an expression, got 'end of statement block'"]),
     "undefined variable": (bot(prompt="a\nb {{ tone }}\n"), [
-        "bots/Demo/system.md.j2:2: undefined variable 'tone': the context has bot, conversation_id, messages, "
-        "now, params, user_id, vars; add it to [vars] and use vars.tone, or return it from context() in "
+        "bots/Demo/system.md.j2:2: undefined variable 'tone': the context has bot, conversation_id, language_code, messages, "
+        "now, params, user_id, users, vars; add it to [vars] and use vars.tone, or return it from context() in "
         "hooks.py"]),
     "undefined var attribute": (bot(toml='provider = "echo"\n[vars]\ntone = "x"\n', prompt="a\n{{ vars.mood }}\n"), [
         "bots/Demo/system.md.j2:2: template error: undefined variable: 'dict object' has no attribute 'mood'"]),

@@ -27,10 +27,16 @@ def blocks(lang: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("page,source", blocks("toml"), ids=lambda v: v if v.endswith(".md") else "")
 def test_toml_examples_are_valid_config(page: str, source: str) -> None:
     data = tomllib.loads(source)
-    if all(isinstance(table, dict) and "kind" in table for table in data.values()):  # a providers.toml
+    if list(data) == ["test"] and isinstance(data["test"], list):  # a tests.toml
+        from polybot.bottests import TestsFile
+
+        TestsFile.model_validate(data)
+    elif all(isinstance(table, dict) and "kind" in table for table in data.values()):  # a providers.toml
         for table in data.values():
             ProviderConfig.model_validate(table)
     else:
+        if "provider" not in data:  # a fragment of a bot.toml
+            data = {"provider": "echo", **data}
         config = BotConfig.model_validate(data)
         assert control_problems(config.controls, source, page) == []
 

@@ -9,6 +9,7 @@ import pytest
 
 from polybot.bot import Runtime
 from polybot.conversation import to_messages
+from polybot.providers.base import merge_turns, without_images
 from polybot.dev import Workspace
 from polybot.providers.base import Image, Message
 
@@ -136,26 +137,38 @@ async def test_bot_info_and_suggested_replies_meta(tmp_path: Path) -> None:
     assert '"name": "Meta1"' in events[1].text  # type: ignore[attr-defined]
 
 
-def test_conversation_mapping_for_alternating_providers() -> None:
+def test_conversation_mapping_keeps_every_turn_and_adapters_merge() -> None:
     query = [
         fp.ProtocolMessage(role="bot", content="intro"),
         fp.ProtocolMessage(role="user", content="one"),
         fp.ProtocolMessage(role="user", content="   "),
         fp.ProtocolMessage(role="user", content="two", attachments=[
-            fp.Attachment(url="https://x/cat.png", content_type="image/png", name="cat.png"),
+            fp.Attachment(url="https://x/cat.png", content_type="image/png", name="cat.png",
+                          parsed_content="A cat on a mat"),
             fp.Attachment(url="https://x/a.txt", content_type="text/plain", name="a.txt", parsed_content="ABC"),
+            fp.Attachment(url="https://x/v.mp3", content_type="audio/mpeg", name="v.mp3"),
+            fp.Attachment(url="https://x/d.svg", content_type="image/svg+xml", name="d.svg"),
         ]),
         fp.ProtocolMessage(role="system", content="sys"),
-        fp.ProtocolMessage(role="bot", content="answer"),
+        fp.ProtocolMessage(role="bot", content="answer", sender=fp.Sender(name="OtherBot")),
+        fp.ProtocolMessage(role="bot", content="mine", sender=fp.Sender(name="Me")),
     ]
-    assert to_messages(query, images=True, alternate=True) == [
-        Message("user", "one\n\ntwo\n\n<attachment name='a.txt'>\nABC\n</attachment>",
-                (Image("https://x/cat.png", "image/png"),)),
-        Message("assistant", "answer"),
+    two = ("two\n\n<image name='cat.png' description>\nA cat on a mat\n</image>"
+           "\n\n<attachment name='a.txt'>\nABC\n</attachment>"
+           "\n\n[attachment 'v.mp3' (audio/mpeg) not sent: the model cannot read this audio]"
+           "\n\n[attachment 'd.svg' (image/svg+xml) not sent: the model cannot read this file type]")
+    cat = Image("https://x/cat.png", "image/png", "cat.png")
+    messages = to_messages(query, "Me")
+    assert messages == [
+        Message("assistant", "intro"), Message("user", "one"), Message("user", two, (cat,)),
+        Message("assistant", "answer", name="OtherBot"), Message("assistant", "mine"),
     ]
-    plain = to_messages(query, images=False, alternate=False)
-    assert [m.role for m in plain] == ["assistant", "user", "user", "assistant"]
-    assert plain[2].images == ()
+    # Alternating providers (Anthropic, Gemini) merge for themselves, keeping other senders' names.
+    assert merge_turns(messages) == [
+        Message("user", "one\n\n" + two, (cat,)),
+        Message("assistant", "[OtherBot]: answer\n\nmine"),
+    ]
+    assert without_images(messages, "m")[2].text.endswith("[image 'cat.png' not shown: model m does not take images]")
 
 
 @pytest.mark.parametrize("picked,expected", [("gpt-4o", "gpt-4o"), ("evil-model", "gpt-4o-mini")])

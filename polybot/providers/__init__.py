@@ -8,8 +8,8 @@ from collections.abc import Callable
 from polybot.config import ProviderConfig
 from polybot.providers.base import ChatRequest, Image, Message, Provider, ProviderError, Usage
 
-__all__ = ["ChatRequest", "Image", "Message", "Provider", "ProviderError", "Usage", "create_provider",
-           "known_kinds", "load_plugins", "register_kind"]
+__all__ = ["ChatRequest", "Image", "Message", "Provider", "ProviderError", "Usage", "adapter_class",
+           "create_provider", "known_kinds", "load_plugins", "register_kind"]
 
 ProviderFactory = Callable[[str, ProviderConfig], Provider]
 
@@ -67,11 +67,26 @@ def known_kinds() -> list[str]:
     return sorted(_KINDS)
 
 
-def create_provider(name: str, config: ProviderConfig) -> Provider:
-    """Instantiate the adapter for `config.kind` (importing its SDK now, not before)."""
-    factory = _KINDS[config.kind]
+def _factory(kind: str) -> ProviderFactory:
+    factory = _KINDS[kind]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
-        _KINDS[config.kind] = factory
-    return factory(name, config)
+        _KINDS[kind] = factory
+    return factory
+
+
+def adapter_class(kind: str) -> type[Provider] | None:
+    """The adapter class of `kind` (its `Options` and `rules`), without importing any SDK.
+
+    None for an unknown kind, or one registered as a plain factory function.
+    """
+    if kind not in _KINDS:
+        return None
+    factory = _factory(kind)
+    return factory if isinstance(factory, type) and issubclass(factory, Provider) else None
+
+
+def create_provider(name: str, config: ProviderConfig) -> Provider:
+    """Instantiate the adapter for `config.kind` (its SDK is imported on first use)."""
+    return _factory(config.kind)(name, config)

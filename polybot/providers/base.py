@@ -6,28 +6,79 @@ turns a `ChatRequest` into a stream of text chunks and maps every SDK failure to
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from polybot.config import ProviderConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """An image attachment to send as vision input."""
+    """An image attachment to send as vision input (`data` when it was downloaded for the provider)."""
 
     url: str
     content_type: str
+    name: str = ""
+    #: The bytes, when they were downloaded for a provider that cannot fetch URLs.
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call: its name, description and JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call the model asked for; `arguments` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One provider-bound turn. Poe's `bot` role arrives here as `assistant`."""
+    """One provider-bound turn. Poe's `bot` role arrives here as `assistant`.
 
-    role: Literal["user", "assistant"]
+    `name` is the sender's display name when it is not the user or this bot (another bot in a
+    multi-bot chat); adapters send it natively (OpenAI `name`) or as a prefix. An assistant turn
+    may carry `tool_calls`; each result comes back as a `tool` turn with its `tool_call_id`.
+    `state` is adapter-private and opaque: what the provider needs to see again on the next round
+    (Anthropic thinking blocks with signatures, Gemini thought signatures). Only the adapter that
+    set it reads it; `state_of` names that provider.
+    """
+
+    role: Literal["user", "assistant", "tool"]
     text: str
     images: tuple[Image, ...] = ()
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    state: Any = field(default=None, repr=False, compare=False)
+    state_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The incoming request a reply answers, for adapters that call onwards (the `poe` kind).
+
+    `access_key` is the calling bot's own Poe access key; it never appears in a message or log.
+    """
+
+    user_id: str
+    conversation_id: str
+    message_id: str
+    metadata: str = ""
+    access_key: str | None = field(default=None, repr=False)
+    access_key_env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +92,66 @@ class ChatRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
-    #: The calling bot's own Poe access key and its variable's name (the `poe` kind uses them).
-    poe_access_key: str | None = None
-    poe_access_key_env: str | None = None
+    origin: Origin | None = None
+    tools: tuple[ToolSpec, ...] = ()
+
+
+# --- what a stream yields besides answer text (`str`) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """Reasoning text. Never shown mixed into the answer: hidden, or quoted first (`show_thinking`)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileOut:
+    """A file attached to the reply (a called Poe bot's `file` event, or a hook's)."""
+
+    url: str
+    content_type: str
+    name: str
+    inline_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataOut:
+    """A Poe `json` event relayed from a called bot."""
+
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Replace:
+    """The reply so far is replaced by `text` (a called Poe bot's `replace_response`)."""
+
+    text: str
+
+
+Chunk = str | Thinking | FileOut | DataOut | Replace
+
+#: How a reply ended (SPEC §6). "refused" is raised as `Refused`; the rest are set on `Usage`.
+Outcome = Literal["ok", "truncated", "tool_call"]
 
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts, filled in by adapters when the provider reports them."""
+    """Token counts and how the reply ended, filled in by adapters as the provider reports them."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    #: The provider's own finish reason, verbatim (e.g. "stop", "end_turn", "MAX_TOKENS").
+    finish_reason: str | None = None
+    outcome: Outcome = "ok"
+    #: Names of the tools the model asked for (outcome "tool_call").
+    tool_calls: list[str] = field(default_factory=list)
+    #: The calls in full, and the assistant turn to send back with their results (outcome "tool_call").
+    calls: list[ToolCall] = field(default_factory=list)
+    turn: Message | None = None
 
 
 class ProviderError(Exception):
@@ -69,28 +169,66 @@ class ProviderError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         status: int | None = None,
+        error_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        #: A Poe ErrorResponse error_type that fits (e.g. "user_message_too_long").
+        self.error_type = error_type
+
+
+class Refused(ProviderError):
+    """The model declined to answer (a refusal or a safety block): fail over, never retry."""
+
+    def __init__(self, provider: str, detail: str = "") -> None:
+        reason = f": {detail}" if detail else ""
+        super().__init__(f"{provider} declined to answer{reason}", retryable=False)
+
+
+class AnyOptions(BaseModel):
+    """Options of an adapter that declares none: anything passes."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class Provider:
-    """Base class of adapters. One instance per configured provider, reused across requests."""
+    """Base class of adapters. One instance per configured provider, reused across requests.
 
-    #: Merge consecutive same-role messages before calling (providers that demand alternation).
-    requires_alternation: ClassVar[bool] = False
-    #: Whether image attachments can be sent as vision input.
-    supports_images: ClassVar[bool] = True
+    Adapters import their SDK on first use, not at module import: the build reads `Options` and
+    `rules` without paying for any SDK.
+    """
+
+    #: The `params` this adapter understands; `polybot build` checks bot.toml's `params` against it
+    #: (`extra_body` is the escape hatch: passed through unchecked). extra="forbid" in adapters.
+    Options: ClassVar[type[BaseModel]] = AnyOptions
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
         self.config = config
 
-    def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[str]:
-        """Yield the reply's text chunks; fill `usage` if reported; raise `ProviderError`."""
+    @classmethod
+    def rules(cls, model: str, temperature: float | None, max_tokens: int | None,
+              params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Build-time model rules: (bot.toml key, message) for each one the settings break."""
+        return []
+
+    def vision(self, model: str) -> bool:
+        """Whether `model` takes images: the provider's `vision` flag, else the model table."""
+        if self.config.vision is not None:
+            return self.config.vision
+        from polybot.providers.models import model_info
+
+        return model_info(model).vision
+
+    def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[Chunk]:
+        """Yield the reply's chunks (answer text as `str`); fill `usage`; raise `ProviderError`.
+
+        A refusal raises `Refused`; a reply cut at the token limit or ending in a tool call sets
+        `usage.outcome`. The adapter prepares `request` itself: merging turns, model rules.
+        """
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -143,3 +281,47 @@ def require_key(name: str, config: ProviderConfig, environ: Mapping[str, str]) -
         raise ProviderError(f"{config.api_key_env} is not set: export it (or add it to .env) "
                             f"to use provider {name!r}", retryable=False)
     return key
+
+
+# --- helpers adapters share ----------------------------------------------------------------
+
+
+def named(m: Message) -> str:
+    """The text with the sender's name as a prefix, for providers without a `name` field."""
+    return f"[{m.name}]: {m.text}" if m.name and m.text else m.text
+
+
+def merge_turns(messages: Sequence[Message], *, label: bool = True) -> list[Message]:
+    """Strictly alternating turns starting with the user's (Anthropic, Gemini): consecutive
+    same-role turns merge; leading assistant turns are dropped. `label` keeps senders' names as
+    prefixes (the merged turn has no single sender)."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "tool" or m.tool_calls:
+            out.append(m)  # tool rounds keep their shape; the adapter maps them
+            continue
+        text = named(m) if label else m.text
+        if out and out[-1].role == m.role and not out[-1].tool_calls:
+            prev = out[-1]
+            joined = f"{prev.text}\n\n{text}" if prev.text and text else prev.text or text
+            out[-1] = Message(m.role, joined, prev.images + m.images)
+        else:
+            out.append(Message(m.role, text, m.images, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id,
+                               state=m.state, state_of=m.state_of))
+    while out and out[0].role == "assistant":
+        out.pop(0)
+    return out
+
+
+def without_images(messages: Sequence[Message], model: str) -> list[Message]:
+    """Images become a short placeholder naming them, for a model that cannot see."""
+    out = []
+    for m in messages:
+        if not m.images:
+            out.append(m)
+            continue
+        notes = "\n".join(f"[image {img.name or img.url.rsplit('/', 1)[-1]!r} not shown: "
+                          f"model {model} does not take images]" for img in m.images)
+        out.append(Message(m.role, f"{m.text}\n\n{notes}" if m.text else notes, (), m.name, m.tool_calls,
+                           m.tool_call_id, m.state, m.state_of))
+    return out

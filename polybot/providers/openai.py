@@ -4,35 +4,95 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import openai
+from pydantic import BaseModel, ConfigDict
 
 from polybot.providers.base import (
     ChatRequest,
+    Chunk,
     Message,
     Provider,
     ProviderError,
+    Refused,
+    Thinking,
+    ToolCall,
     Usage,
     cause_name,
     parse_retry_after,
     require_key,
     status_error,
+    without_images,
 )
+from polybot.providers.models import model_info
+
+if TYPE_CHECKING:
+    import openai
 
 #: Sent as the API key to endpoints that take none (e.g. ollama); the SDK refuses an empty key.
 NO_KEY = "unused"
+
+#: Options reasoning models (o-series, gpt-5) reject.
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
+            "logit_bias")
+
+
+class OpenAIOptions(BaseModel):
+    """`params` for kind = "openai": the Chat Completions options, and common extensions of
+    OpenAI-compatible servers (vLLM, Together, OpenRouter, DeepSeek, Mistral)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    service_tier: str | None = None
+    user: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    max_completion_tokens: int | None = None
+    parallel_tool_calls: bool | None = None
+    # OpenAI-compatible servers
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    reasoning: dict[str, Any] | None = None  # OpenRouter
+    provider: dict[str, Any] | None = None  # OpenRouter routing
+    safe_prompt: bool | None = None  # Mistral
+    #: Anything else, sent in the JSON body unchecked.
+    extra_body: dict[str, Any] | None = None
 
 
 class OpenAIProvider(Provider):
     """Streams from `AsyncOpenAI`; one client per provider, created on first use."""
 
+    Options = OpenAIOptions
     _client: openai.AsyncOpenAI | None = None
     _key: str | None = None
 
+    @classmethod
+    def rules(cls, model: str, temperature: float | None, max_tokens: int | None,
+              params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if not model_info(model).reasoning:
+            return []
+        found = [("temperature", f"temperature: {model} is a reasoning model and takes no temperature; "
+                  "remove it")] if temperature is not None else []
+        found += [(f"params.{k}", f"params.{k}: {model} is a reasoning model and rejects {k}; remove it")
+                  for k in SAMPLING if k in params]
+        return found
+
     def _get_client(self) -> openai.AsyncOpenAI:
+        openai = _sdk()
         if self._client is None:
             c = self.config
             self._key = require_key(self.name, c, os.environ)
@@ -51,45 +111,54 @@ class OpenAIProvider(Provider):
             )
         return self._client
 
-    async def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[str]:
-        """Yield the reply's text deltas; fill `usage` from the final usage chunk."""
+    async def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[Chunk]:
+        """Yield reasoning and text deltas; map `finish_reason` and refusals onto outcomes."""
+        openai = _sdk()
         client = self._get_client()
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": _messages(request),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
-        if request.stop:
-            body["stop"] = list(request.stop)
-        # Params go through extra_body, which the SDK merges over the body last: any key passes
-        # (create() rejects keywords it does not know) and may override the ones set above.
+        body = self.body(request)
+        extra = body.pop("extra_body", None)
+        refusal: list[str] = []
+        text: list[str] = []
+        calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        finish: str | None = None
         try:
-            stream = await client.chat.completions.create(**body, extra_body=dict(request.params) or None)
-            finished = False
+            stream = await client.chat.completions.create(**body, extra_body=extra)
             async with stream:
                 async for chunk in stream:
                     if chunk.usage is not None:
-                        usage.input_tokens = chunk.usage.prompt_tokens
-                        usage.output_tokens = chunk.usage.completion_tokens
+                        _fill_usage(usage, chunk.usage)
                     # Compatible servers may send null choices or deltas (e.g. Azure filter chunks).
                     for choice in chunk.choices or ():
+                        delta = choice.delta
+                        if delta is not None:
+                            thinking = _reasoning(delta)
+                            if thinking:
+                                yield Thinking(thinking)
+                            if delta.content:
+                                text.append(delta.content)
+                                yield delta.content
+                            if delta.refusal:
+                                refusal.append(delta.refusal)
+                            for call in delta.tool_calls or ():
+                                entry = calls.setdefault(call.index, ["", "", ""])
+                                entry[0] = call.id or entry[0]
+                                if call.function is not None:
+                                    entry[1] = call.function.name or entry[1]
+                                    entry[2] += call.function.arguments or ""
                         if choice.finish_reason:
-                            finished = True
-                        if choice.delta is not None and choice.delta.content:
-                            yield choice.delta.content
-            if not finished:
-                # The SDK ends quietly when the body ends without [DONE]: never pass on a cut reply.
-                raise ProviderError(f"{self.name} ended the stream before finishing the reply",
-                                    retryable=True)
+                            finish = choice.finish_reason
         except openai.APIStatusError as exc:
-            raise status_error(self.name, exc.status_code, self._detail(exc), key_env=self.config.api_key_env,
-                               model=request.model,
-                               retry_after=parse_retry_after(exc.response.headers.get("retry-after"))) from None
+            if _prompt_filtered(exc):
+                # Azure OpenAI answers a prompt its content filter flags with 400, code "content_filter".
+                usage.finish_reason = "content_filter"
+                raise Refused(self.name, "its content filter blocked the prompt") from None
+            detail = self._detail(exc)
+            error = status_error(self.name, exc.status_code, detail, key_env=self.config.api_key_env,
+                                 model=request.model,
+                                 retry_after=parse_retry_after(exc.response.headers.get("retry-after")))
+            if _context_overflow(exc):
+                error.error_type = "user_message_too_long"
+            raise error from None
         except openai.APITimeoutError:
             raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except openai.APIConnectionError as exc:
@@ -101,6 +170,52 @@ class OpenAIProvider(Provider):
             raise ProviderError(f"{self.name} sent a malformed stream", retryable=True) from None
         except _transport_errors() as exc:  # older SDKs let mid-stream transport errors through
             raise ProviderError(f"{self.name} connection failed: {type(exc).__name__}", retryable=True) from None
+        usage.finish_reason = finish
+        if refusal:
+            raise Refused(self.name, "".join(refusal)[:300])
+        if finish is None:
+            # The SDK ends quietly when the body ends without [DONE]: never pass on a cut reply.
+            raise ProviderError(f"{self.name} ended the stream before finishing the reply", retryable=True)
+        if finish == "content_filter":
+            raise Refused(self.name, "its content filter stopped the reply")
+        if finish == "length":
+            usage.outcome = "truncated"
+        elif finish in ("tool_calls", "function_call") or (calls and finish == "stop"):
+            usage.outcome = "tool_call"
+            usage.calls = [ToolCall(c[0] or f"call_{i}", c[1], c[2]) for i, c in sorted(calls.items())]
+            usage.tool_calls = [c.name for c in usage.calls]
+            usage.turn = Message("assistant", "".join(text), tool_calls=tuple(usage.calls))
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The chat.completions.create() arguments for `request`, with this model's rules applied."""
+        info = model_info(request.model)
+        messages = request.messages if self.vision(request.model) else without_images(request.messages,
+                                                                                        request.model)
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": _messages(request.system, messages, reasoning=info.reasoning),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.temperature is not None and not info.reasoning:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            body["max_completion_tokens" if info.reasoning else "max_tokens"] = request.max_tokens
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                               "parameters": dict(t.parameters)}}
+                             for t in request.tools]
+        # Params go through extra_body, which the SDK merges over the body last: any key passes
+        # (create() rejects keywords it does not know) and may override the ones set above.
+        params = dict(request.params)
+        params.update(params.pop("extra_body", None) or {})
+        if info.reasoning:
+            for key in SAMPLING:
+                params.pop(key, None)
+        body["extra_body"] = params or None
+        return body
 
     async def aclose(self) -> None:
         """Close the SDK client; the next `stream()` creates a new one."""
@@ -108,7 +223,7 @@ class OpenAIProvider(Provider):
             await self._client.close()
             self._client = None
 
-    def _detail(self, exc: openai.APIError) -> str:
+    def _detail(self, exc: Any) -> str:
         """The provider's own error message, shortened and with the key masked if echoed."""
         # The SDK unwraps {"error": ...}; what remains is a dict, or a bare string (e.g. ollama).
         message: object = exc.body
@@ -122,20 +237,79 @@ class OpenAIProvider(Provider):
         return message[:200]
 
 
-def _messages(request: ChatRequest) -> list[dict[str, Any]]:
+def _messages(system: str, messages: tuple[Message, ...] | list[Message], *,
+              reasoning: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if request.system:
-        out.append({"role": "system", "content": request.system})
-    out.extend(_message(m) for m in request.messages)
+    if system:
+        # o-series and gpt-5 take the system prompt as a `developer` message.
+        out.append({"role": "developer" if reasoning else "system", "content": system})
+    out.extend(_message(m) for m in messages)
     return out
 
 
 def _message(m: Message) -> dict[str, Any]:
-    if not m.images:
-        return {"role": m.role, "content": m.text}
-    parts: list[dict[str, Any]] = [{"type": "text", "text": m.text}]
-    parts += [{"type": "image_url", "image_url": {"url": img.url}} for img in m.images]
-    return {"role": m.role, "content": parts}
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.text}
+    out: dict[str, Any] = {"role": m.role, "content": m.text}
+    if m.tool_calls:
+        out["content"] = m.text or None
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in m.tool_calls]
+    if m.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": m.text}] if m.text else []
+        parts += [{"type": "image_url", "image_url": {"url": _image_url(img.url, img.content_type, img.data)}}
+                  for img in m.images]
+        out["content"] = parts
+    if m.name and not m.tool_calls:
+        out["name"] = _NAME_CHARS.sub("_", m.name)[:64]
+    return out
+
+
+#: OpenAI's rule for `name`: letters, digits, _ and -.
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _image_url(url: str, content_type: str, data: bytes | None) -> str:
+    if data is None:
+        return url
+    import base64
+
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+def _reasoning(delta: Any) -> str | None:
+    """Reasoning text of OpenAI-compatible servers: `reasoning_content` (DeepSeek, vLLM, Together)
+    or `reasoning` (OpenRouter, Groq); OpenAI itself never streams it."""
+    extra = delta.model_extra or {}
+    value = extra.get("reasoning_content") or extra.get("reasoning")
+    return value if isinstance(value, str) else None
+
+
+def _fill_usage(usage: Usage, reported: Any) -> None:
+    usage.input_tokens = reported.prompt_tokens
+    usage.output_tokens = reported.completion_tokens
+    completion = reported.completion_tokens_details
+    if completion is not None and completion.reasoning_tokens is not None:
+        usage.reasoning_tokens = completion.reasoning_tokens
+    prompt = reported.prompt_tokens_details
+    if prompt is not None and prompt.cached_tokens is not None:
+        usage.cached_tokens = prompt.cached_tokens
+
+
+def _prompt_filtered(exc: Any) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return exc.status_code == 400 and body.get("code") == "content_filter"
+
+
+def _context_overflow(exc: Any) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return body.get("code") == "context_length_exceeded" or "maximum context length" in str(body.get("message"))
+
+
+@cache
+def _sdk() -> Any:
+    """The openai SDK, imported on first use (the build reads this module without it)."""
+    return importlib.import_module("openai")
 
 
 @cache

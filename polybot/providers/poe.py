@@ -9,7 +9,19 @@ from typing import Any
 import fastapi_poe as fp
 import httpx
 
-from polybot.providers.base import ChatRequest, Provider, ProviderError, Usage, status_error
+from fastapi_poe.client import PROTOCOL_VERSION
+
+from polybot.providers.base import (
+    ChatRequest,
+    Chunk,
+    DataOut,
+    FileOut,
+    Provider,
+    ProviderError,
+    Replace,
+    Usage,
+    status_error,
+)
 
 
 class PoeProvider(Provider):
@@ -25,22 +37,32 @@ class PoeProvider(Provider):
         return self._session
 
     def _key(self, request: ChatRequest) -> str:
-        if request.poe_access_key:
-            return request.poe_access_key
+        origin = request.origin
+        if origin is not None and origin.access_key:
+            return origin.access_key
         if self.config.api_key_env and os.environ.get(self.config.api_key_env):
             return os.environ[self.config.api_key_env]
-        variable = request.poe_access_key_env or self.config.api_key_env or "the bot's access key variable"
+        variable = (origin.access_key_env if origin else None) or self.config.api_key_env or \
+            "the bot's access key variable"
         raise ProviderError(f"{variable} is not set: the poe provider calls other bots with the calling "
                             "bot's own Poe access key", retryable=False)
 
-    async def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[Chunk]:
+        """Relay the called bot's reply: text, `replace_response`, files and `json` events."""
         key = self._key(request)
+        origin = request.origin
         query = fp.QueryRequest(
-            version="1.2", type="query", user_id="polybot", conversation_id="polybot", message_id="polybot",
+            version=PROTOCOL_VERSION, type="query",
+            # The same user, conversation and message as the request being answered, so the called
+            # bot (and Poe's accounting) sees one conversation, not a stranger called "polybot".
+            user_id=origin.user_id if origin else "polybot",
+            conversation_id=origin.conversation_id if origin else "polybot",
+            message_id=origin.message_id if origin else "polybot",
+            metadata=origin.metadata if origin else "",
             query=([fp.ProtocolMessage(role="system", content=request.system)] if request.system else []) + [
                 fp.ProtocolMessage(role="bot" if m.role == "assistant" else "user", content=m.text,
                                    attachments=[fp.Attachment(url=i.url, content_type=i.content_type,
-                                                              name=i.url.rsplit("/", 1)[-1] or "image")
+                                                              name=i.name or i.url.rsplit("/", 1)[-1] or "image")
                                                 for i in m.images])
                 for m in request.messages],
             temperature=request.temperature,
@@ -53,19 +75,21 @@ class PoeProvider(Provider):
 
         session = self._get_session()
         session.event_hooks["response"] = [record]
-        sent = False
         try:
             async for message in fp.stream_request(query, request.model, key, session=session, num_tries=1,
                                                    on_error=_quiet, base_url=self.config.api_base or
                                                    "https://api.poe.com/bot/"):
-                if message.is_suggested_reply or not message.text:  # meta messages carry no text
+                if isinstance(message, fp.MetaResponse) or message.is_suggested_reply:
                     continue
-                if message.is_replace_response and sent:
-                    # We cannot unsend text; let polybot fail over rather than garble the reply.
-                    raise ProviderError(f"{self.name} bot {request.model!r} replaced its reply mid-stream",
-                                        retryable=True)
-                sent = True
-                yield message.text
+                if message.attachment is not None:
+                    a = message.attachment
+                    yield FileOut(a.url, a.content_type, a.name, a.inline_ref)
+                elif message.data is not None:
+                    yield DataOut(message.data)
+                elif message.is_replace_response:
+                    yield Replace(message.text)
+                elif message.text:
+                    yield message.text
         except ProviderError:
             raise
         except fp.BotErrorNoRetry as exc:
@@ -74,7 +98,7 @@ class PoeProvider(Provider):
         except Exception as exc:  # noqa: BLE001 - BotError, transport errors, timeouts
             status = next((s for s in reversed(statuses) if s >= 400), None)
             if status is not None:
-                key_env = request.poe_access_key_env or self.config.api_key_env
+                key_env = (origin.access_key_env if origin else None) or self.config.api_key_env
                 raise status_error(f"{self.name} bot {request.model!r}", status, "", key_env=key_env,
                                    model=request.model) from None
             detail = _error_text(exc) if isinstance(exc, fp.BotError) else type(exc).__name__

@@ -20,6 +20,8 @@ class PoeScript:
     error: str | None = None  # text of an error event
     allow_retry: bool = True
     hang: bool = False
+    #: Events sent after the chunks: files, `json` data, replace_response (as fastapi_poe sends them).
+    extra: list[object] = field(default_factory=list)
 
 
 class TargetBot(fp.PoeBot):
@@ -34,6 +36,8 @@ class TargetBot(fp.PoeBot):
             await asyncio.sleep(30)
         for chunk in self.script.chunks:
             yield fp.PartialResponse(text=chunk)
+        for event in self.script.extra:
+            yield event  # type: ignore[misc]
         if self.script.error is not None:
             yield fp.ErrorResponse(text=self.script.error, allow_retry=self.script.allow_retry)
 

@@ -37,6 +37,13 @@ class Reply:
     fault_after: int = 1  # for stall / drop / malformed: chunks sent before the fault
     retry_after: float | None = None  # Retry-After header on 429 / 500 / 529
     usage: tuple[int, int] = (10, 2)  # (input, output) tokens reported
+    #: Verbatim replay: these bytes are the whole response body, served as they are (a recorded
+    #: stream from tests/fakes/streams, or an error body), with `status` and `content_type`.
+    raw: bytes | None = None
+    status: int = 200
+    content_type: str | None = None  # default: text/event-stream for 200, else application/json
+    #: Send `raw` in writes of this many bytes (events split mid-line, as TCP may deliver them).
+    piece: int | None = None
 
 
 @dataclass
@@ -68,6 +75,8 @@ class FakeProvider:
             Recorded(request.url.path, dict(request.headers), json.loads(body) if body else None)
         )
         reply = self.queue.popleft() if self.queue else self.default
+        if reply.raw is not None:
+            return replay(reply)
         if reply.fault == "hang":
             await asyncio.sleep(HANG_SECONDS)
         if reply.fault in ("429", "500", "529", "401", "404"):
@@ -108,6 +117,24 @@ class FakeProvider:
 
     def end_events(self, reply: Reply, request: Request) -> list[bytes]:
         return []
+
+
+def replay(reply: Reply) -> Response:
+    """The recorded body byte for byte: no re-encoding, no added or dropped event."""
+    raw = reply.raw
+    assert raw is not None
+    default = "text/event-stream; charset=utf-8" if reply.status == 200 else "application/json"
+    headers = {"content-type": reply.content_type or default}
+    if not reply.piece:
+        return Response(raw, status_code=reply.status, headers=headers)
+    size = reply.piece
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), size):
+            yield raw[start:start + size]
+            await asyncio.sleep(0.001)  # let each piece leave on its own
+
+    return StreamingResponse(pieces(), status_code=reply.status, headers=headers)
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

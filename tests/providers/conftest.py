@@ -32,16 +32,10 @@ class Kind:
 
 def kinds() -> list[Kind]:
     from tests.fakes.anthropic_wire import FakeAnthropic
+    from tests.fakes.gemini_wire import FakeGemini
     from tests.fakes.openai_wire import FakeOpenAI
 
-    found = [Kind("openai", FakeOpenAI, "/v1"), Kind("anthropic", FakeAnthropic, "")]
-    try:
-        from tests.fakes.gemini_wire import FakeGemini
-
-        found.append(Kind("gemini", FakeGemini, ""))
-    except ImportError:
-        pass
-    return found
+    return [Kind("openai", FakeOpenAI, "/v1"), Kind("anthropic", FakeAnthropic, ""), Kind("gemini", FakeGemini, "")]
 
 
 class Harness:
@@ -53,7 +47,8 @@ class Harness:
     def provider(self, **overrides: Any) -> Provider:
         config = ProviderConfig.model_validate({"kind": self.kind.kind, "api_base": self.fake.base_url +
                                                 self.kind.base_suffix, "api_key_env": KEY_ENV,
-                                                "default_model": "model-x", "timeout": 5, **overrides})
+                                                "default_model": "model-x", "timeout": 5, "vision": True,
+                                                **overrides})
         self.created.append(create_provider(self.kind.kind, config))
         return self.created[-1]
 

@@ -25,7 +25,7 @@ async def test_request_mapping(h: Harness) -> None:
                                      {"type": "text", "text": "look"}]},
     ]
     assert (sent.json["max_tokens"], sent.json["temperature"], sent.json["stop_sequences"], sent.json["top_k"]) == (
-        1024, 0.3, ["END"], 5)
+        4096, 0.3, ["END"], 5)  # 4096: the default for a model the table does not know
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert sent.headers["x-team"] == "bots"
 

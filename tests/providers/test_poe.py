@@ -5,10 +5,22 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import fastapi_poe as fp
 import pytest
 
 from polybot.config import ProviderConfig
-from polybot.providers.base import ChatRequest, Image, Message, ProviderError, Usage
+from polybot.providers.base import (
+    ChatRequest,
+    Chunk,
+    DataOut,
+    FileOut,
+    Image,
+    Message,
+    Origin,
+    ProviderError,
+    Replace,
+    Usage,
+)
 from polybot.providers.poe import PoeProvider
 from tests.fakes.poe_wire import TARGET_KEY, RunningPoe, running_poe_bot
 
@@ -36,10 +48,11 @@ def chat(key: str | None = TARGET_KEY) -> ChatRequest:
     return ChatRequest(model="TargetBot", system="Be brief.", temperature=0.4,
                        messages=(Message("user", "hi"), Message("assistant", "hello"),
                                  Message("user", "see", (Image("https://x/cat.png", "image/png"),))),
-                       poe_access_key=key, poe_access_key_env="POE_ACCESS_KEY_CALLER")
+                       origin=Origin("u-42", "c-42", "m-42", "meta-42", access_key=key,
+                                     access_key_env="POE_ACCESS_KEY_CALLER"))
 
 
-async def collect(p: PoeProvider, req: ChatRequest) -> list[str]:
+async def collect(p: PoeProvider, req: ChatRequest) -> list[Chunk]:
     return [c async for c in p.stream(req, Usage())]
 
 
@@ -50,6 +63,22 @@ async def test_streams_and_maps_the_conversation(make: list[PoeProvider], target
                                                         ("user", "see")]
     assert got.query[-1].attachments[0].url == "https://x/cat.png"
     assert got.temperature == 0.4
+    # The called bot sees the conversation being answered, not a placeholder identity.
+    assert (got.user_id, got.conversation_id, got.message_id, got.metadata) == ("u-42", "c-42", "m-42", "meta-42")
+
+
+async def test_files_json_and_replace_response_are_relayed(make: list[PoeProvider], target: RunningPoe) -> None:
+    from sse_starlette import ServerSentEvent
+
+    target.bot.script.extra = [
+        fp.PartialResponse(text="", attachment=fp.Attachment(url="https://cdn/x.png", content_type="image/png",
+                                                             name="x.png")),
+        ServerSentEvent(data='{"k": 1}', event="json"),
+        fp.PartialResponse(text="Final answer", is_replace_response=True),
+    ]
+    got = await collect(provider(make, target), chat())
+    assert got == ["Poe", " says", " hi", FileOut("https://cdn/x.png", "image/png", "x.png"), DataOut({"k": 1}),
+                   Replace("Final answer")]
 
 
 async def test_wrong_key_is_a_configuration_error(make: list[PoeProvider], target: RunningPoe) -> None:

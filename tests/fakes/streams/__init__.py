@@ -1,0 +1,83 @@
+"""Recorded provider responses, replayed byte for byte by the wire fakes (`Reply(raw=...)`).
+
+Where the provider's public API reference prints a stream, the file is that example verbatim (each
+event ends with the blank line that terminates it on the wire). Where it prints none, the file has
+the provider's exact event shapes, field order and framing (Gemini's CRLF, Azure's filter chunk),
+with the values of a plausible reply. SOURCES says which is which, and where it comes from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.fakes.wire import Reply
+
+HERE = Path(__file__).parent
+
+ANTHROPIC_STREAMING = "https://docs.anthropic.com/en/docs/build-with-claude/streaming"
+OPENAI_CHUNK = "https://platform.openai.com/docs/api-reference/chat/streaming"
+
+#: file -> where its bytes come from ("verbatim: URL" or "shape: URL ...").
+SOURCES: dict[str, str] = {
+    # Anthropic
+    "anthropic_hello.sse": f"verbatim: {ANTHROPIC_STREAMING} 'Basic streaming request' response",
+    "anthropic_tool_use.sse": f"verbatim: {ANTHROPIC_STREAMING} 'Streaming request with tool use' response",
+    "anthropic_thinking.sse": f"verbatim: {ANTHROPIC_STREAMING} 'Streaming request with extended thinking' "
+                              "response (it has no `usage` in message_start or message_delta)",
+    "anthropic_refusal.sse": "shape: https://docs.anthropic.com/en/docs/test-and-evaluate/strengthen-guardrails/"
+                             "handle-streaming-refusals (stop_reason \"refusal\" in message_delta after partial "
+                             "text); event shapes and usage fields as the API streams them for Claude 4 models",
+    "anthropic_max_tokens_cached.sse": "shape: https://docs.anthropic.com/en/api/handling-stop-reasons "
+                                       "(\"max_tokens\") and https://docs.anthropic.com/en/docs/build-with-claude/"
+                                       "prompt-caching (usage.cache_read_input_tokens)",
+    "anthropic_prompt_too_long.json": "shape: https://docs.anthropic.com/en/api/errors (400 invalid_request_error "
+                                      "body with request_id); message as the API words a context overflow",
+    # OpenAI and OpenAI-compatible
+    "openai_reference.sse": f"verbatim: {OPENAI_CHUNK} 'The chat completion chunk object' example (its three "
+                            "chunks, framed as data-only server-sent events ending in data: [DONE])",
+    "openai_refusal.sse": "shape: https://platform.openai.com/docs/guides/structured-outputs#refusals "
+                          "(delta.refusal; the refusal text is the guide's) in the chunk format of "
+                          f"{OPENAI_CHUNK}, with stream_options.include_usage",
+    "azure_content_filter.sse": "shape: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/concepts/"
+                                "content-filter (Azure OpenAI: prompt_filter_results chunk with empty choices, "
+                                "finish_reason \"content_filter\")",
+    "azure_prompt_filtered.json": "verbatim: https://learn.microsoft.com/en-us/azure/ai-services/openai/how-to/"
+                                  "use-blocklists (the 400 body when a blocklist blocks the prompt: code "
+                                  "content_filter, innererror ResponsibleAIPolicyViolation)",
+    "openai_length_usage.sse": f"shape: {OPENAI_CHUNK} (finish_reason \"length\", usage chunk with empty choices) "
+                               "and https://platform.openai.com/docs/guides/prompt-caching "
+                               "(prompt_tokens_details.cached_tokens 1920 of 2006, as in the guide), "
+                               "completion_tokens_details.reasoning_tokens of a reasoning model",
+    "openai_tool_calls.sse": "shape: https://platform.openai.com/docs/guides/function-calling#streaming "
+                             "(the guide's get_weather / Paris, France deltas, call id and argument pieces)",
+    "deepseek_reasoning.sse": "shape: https://api-docs.deepseek.com/guides/reasoning_model (delta.reasoning_content "
+                              "before delta.content; usage with prompt_cache_hit_tokens and reasoning_tokens)",
+    "openai_context_length_exceeded.json": "shape: https://platform.openai.com/docs/guides/error-codes "
+                                           "(400 invalid_request_error, code context_length_exceeded)",
+    # Gemini
+    "gemini_thinking.sse": "shape: https://ai.google.dev/gemini-api/docs/thinking (parts with \"thought\": true, "
+                           "usageMetadata.thoughtsTokenCount), framed as streamGenerateContent?alt=sse sends it",
+    "gemini_safety.sse": "shape: https://ai.google.dev/api/generate-content#FinishReason (SAFETY, candidate "
+                         "without content, safetyRatings with blocked: true)",
+    "gemini_recitation.sse": "shape: https://ai.google.dev/api/generate-content#FinishReason (RECITATION, "
+                             "citationMetadata)",
+    "gemini_prompt_blocked.sse": "shape: https://ai.google.dev/api/generate-content#PromptFeedback "
+                                 "(promptFeedback.blockReason, no candidates)",
+    "gemini_max_tokens_cached.sse": "shape: https://ai.google.dev/api/generate-content#UsageMetadata "
+                                    "(MAX_TOKENS, cachedContentTokenCount, cacheTokensDetails)",
+    "gemini_function_call.sse": "shape: https://ai.google.dev/gemini-api/docs/function-calling (a functionCall "
+                                "part with thoughtSignature)",
+    "gemini_token_count.json": "shape: https://ai.google.dev/gemini-api/docs/troubleshooting (400 "
+                               "INVALID_ARGUMENT when the input token count exceeds the model's limit)",
+}
+
+
+def load(name: str) -> bytes:
+    """The recorded bytes of `name` (a file in this folder)."""
+    return (HERE / name).read_bytes()
+
+
+def recorded(name: str, status: int = 200, piece: int | None = None) -> Reply:
+    """A Reply that serves `name` byte for byte (an error body when `status` is not 200), in
+    writes of `piece` bytes when given."""
+    return Reply(raw=load(name), status=status, piece=piece)
