@@ -169,11 +169,12 @@ def _parser() -> Parser:
     p.add_argument("--send-key", action="store_true", help="with --api-bots: send the endpoint key even if "
                    "nothing else changed (after rotating it)")
 
-    p = command(sub, "test", "run each bot's tests.toml through the Poe code path", "polybot.bottests:cmd_test",
-                "polybot test Haiku\npolybot test --record    # call the real providers and save recordings")
-    p.add_argument("names", nargs="*", metavar="NAME", help="the bots to test (default: every bot with tests.toml)")
-    p.add_argument("--record", action="store_true", help="call the real providers and write recordings")
-    p.add_argument("--junit", default=None, metavar="FILE", help="also write a JUnit XML report")
+    p = command(sub, "test", "run each bot's tests.toml, offline from recordings", "polybot.bottests:cmd_test",
+                "polybot test\npolybot test Haiku --record\npolybot test --junit report.xml")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the bots to test (default: every bot with tests)")
+    p.add_argument("--record", action="store_true",
+                   help="call the real providers (keys from the environment or .env) and write recordings")
+    p.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report")
 
     deploy = sub.add_parser("deploy", help="deploy the build", description="deploy the build")
     group = deploy.add_subparsers(dest="deploy_target", required=True, metavar="TARGET", parser_class=Parser)

@@ -140,9 +140,15 @@ class OpenAIEndpoint:
             {"id": name, "object": "model", "created": self.created, "owned_by": "polybot"} for name in names]})
 
     async def chat_completions(self, request: Request) -> Response:
+        token = _bearer(request)
         try:
             body = _parse(await request.body())
-            runtime = self._authorize(_bearer(request), body.model)
+        except ApiError as exc:
+            # Only a client with a key learns what is wrong with its request.
+            opened = any(self._opens(name, token) for name in self.server.bots)
+            return (exc if opened else self._unauthorized(token, None)).response()
+        try:
+            runtime = self._authorize(token, body.model)
             query = to_query(body, runtime)
         except ApiError as exc:
             return exc.response()
@@ -226,7 +232,8 @@ def to_query(body: ChatCompletionRequest, runtime: Runtime) -> fp.QueryRequest:
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stop) > 4:
         raise ApiError(400, "stop: at most 4 sequences", param="stop")
-    messages = [_message(i, m) for i, m in enumerate(body.messages)]
+    raw, tool_calls, tool_results = _tool_round(list(body.messages))
+    messages = [_message(i, m) for i, m in enumerate(raw)]
     parameters = _parameters(body, runtime)
     if parameters:
         last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
@@ -239,23 +246,60 @@ def to_query(body: ChatCompletionRequest, runtime: Runtime) -> fp.QueryRequest:
         user_id=f"openai:{body.user}" if body.user else "openai",
         conversation_id=f"c-{uuid.uuid4().hex}", message_id=f"m-{uuid.uuid4().hex}",
         temperature=temperature, stop_sequences=stop,
+        tools=_check_tools(body) or None, tool_calls=tool_calls, tool_results=tool_results,
     )
 
 
-def _check_tools(body: ChatCompletionRequest) -> None:
-    """Client-supplied tools are validated, then refused until the runtime can pass them on."""
+def _check_tools(body: ChatCompletionRequest) -> list[fp.ToolDefinition]:
+    """The client's tools, in Poe's form: the model may call them, and the calls come back."""
+    tools = []
     for i, tool in enumerate(body.tools or []):
         try:
-            fp.ToolDefinition.model_validate(tool)
+            tools.append(fp.ToolDefinition.model_validate(tool))
         except ValidationError:
             raise ApiError(400, f"tools[{i}]: expected {{\"type\": \"function\", \"function\": {{\"name\": ..., "
                            "\"parameters\": ...}}}", param=f"tools[{i}]") from None
-    uses_tools = bool(body.tools) and body.tool_choice != "none"
-    replays = any(m.get("role") in ("tool", "function") or m.get("tool_calls") for m in body.messages)
-    if uses_tools or replays:
-        raise ApiError(400, "tools: client-supplied tools are not supported by polybot yet (a bot's own tools, "
-                       "declared in its bot.toml, do run); send the request without `tools`",
-                       param="tools", code="unsupported_parameter")
+    return [] if body.tool_choice == "none" else tools
+
+
+def _tool_round(messages: list[Any]) -> tuple[list[Any], list[Any] | None, list[Any] | None]:
+    """The conversation without its last tool round, and that round as Poe's tool_calls and
+    tool_results (what the client ran since the model asked). Earlier rounds become text."""
+    from fastapi_poe.types import FunctionCallDefinition, ToolCallDefinition, ToolResultDefinition
+
+    end = len(messages)
+    while end and messages[end - 1].get("role") in ("tool", "function"):
+        end -= 1
+    calls = results = None
+    if end < len(messages) and end and messages[end - 1].get("tool_calls"):
+        asked = messages[end - 1]
+        names = {c.get("id"): c.get("function", {}).get("name", "") for c in asked["tool_calls"]}
+        calls = [ToolCallDefinition(id=c.get("id", ""), type="function", function=FunctionCallDefinition(
+            name=c.get("function", {}).get("name", ""), arguments=c.get("function", {}).get("arguments", "")))
+            for c in asked["tool_calls"]]
+        results = [ToolResultDefinition(role="tool", name=names.get(m.get("tool_call_id"), ""),
+                                        tool_call_id=m.get("tool_call_id", ""), content=_text(m.get("content")))
+                   for m in messages[end:]]
+        said = [{"role": "assistant", "content": asked["content"]}] if asked.get("content") else []
+        messages = messages[:end - 1] + said
+    flat = []
+    for m in messages:
+        if m.get("role") in ("tool", "function"):
+            flat.append({"role": "user", "content": f"[result of tool call {m.get('tool_call_id', '')}]: "
+                                                    f"{_text(m.get('content'))}"})
+        elif m.get("tool_calls"):
+            asked_for = ", ".join(f"{c.get('function', {}).get('name')}({c.get('function', {}).get('arguments')})"
+                                  for c in m["tool_calls"])
+            flat.append({"role": "assistant", "content": f"{_text(m.get('content'))}[called {asked_for}]"})
+        else:
+            flat.append(m)
+    return flat, calls, results
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
 
 
 def _message(i: int, m: Mapping[str, Any]) -> fp.ProtocolMessage:
@@ -343,6 +387,8 @@ class _Reply:
     model: str
     info: ReplyInfo = field(default_factory=ReplyInfo)
     error: fp.ErrorResponse | None = None
+    #: Calls of tools the client supplied (chat-completion delta shape), returned to it.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -360,9 +406,13 @@ class _Reply:
                     held = None
                     yield _Replace(event.text)
                     continue
+                if event.data and not event.text:
+                    for choice in event.data.get("choices") or ():
+                        self.tool_calls += (choice.get("delta") or {}).get("tool_calls") or []
+                    continue  # other relayed `json` events have no Chat Completions form
                 text = event.text or _attachment_text(event.attachment)
                 if not text:
-                    continue  # a relayed `json` event has no Chat Completions form
+                    continue
                 if held is not None:
                     yield held
                     held = None
@@ -426,8 +476,11 @@ class _Reply:
         if self.error is not None and not self.refused:
             return self.failure().response()
         text = "".join(parts)
-        message: dict[str, Any] = {"role": "assistant", "content": text if text or not self.refused else None,
+        message: dict[str, Any] = {"role": "assistant", "content": text if text or not (self.refused or
+                                                                                         self.tool_calls) else None,
                    "refusal": self.error.text if self.refused and self.error else None, "annotations": []}
+        if self.tool_calls:
+            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in self.tool_calls]
         return JSONResponse({
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason()}],
@@ -496,6 +549,8 @@ class _Reply:
             return
         if self.refused and self.error is not None:
             yield chunk({"refusal": self.error.text})
+        if self.tool_calls:
+            yield chunk({"tool_calls": self.tool_calls})
         yield (head + '{},"logprobs":null,"finish_reason":' + json.dumps(self.finish_reason()) + tail).encode()
         if include_usage:
             yield (f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'

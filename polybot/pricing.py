@@ -22,8 +22,8 @@ from polybot.providers.base import Usage
 
 log = logging.getLogger("polybot")
 
-#: Poe's cost API; POLYBOT_POE_BASE_URL points it elsewhere (a proxy, or a test's fake).
-DEFAULT_BASE_URL = "https://api.poe.com/"
+#: Poe's bot API; POLYBOT_POE_BASE_URL (shared with `sync`) points it elsewhere (a proxy, a test's fake).
+DEFAULT_BASE_URL = "https://api.poe.com/bot/"
 #: Output tokens assumed for authorization when the bot sets no max_tokens.
 DEFAULT_OUTPUT_CAP = 4096
 MILLI_CENTS_PER_USD = 100_000
@@ -87,8 +87,10 @@ class Meter:
 
 
 def base_url() -> str:
+    """The base fastapi_poe's cost calls take: they append `bot/cost/...` to it."""
     url = os.environ.get("POLYBOT_POE_BASE_URL") or DEFAULT_BASE_URL
-    return url if url.endswith("/") else url + "/"
+    url = url if url.endswith("/") else url + "/"
+    return url.removesuffix("bot/")
 
 
 def charges(pricing: PoePricing | None) -> bool:

@@ -343,7 +343,7 @@ def test_a_failover_after_text_was_streamed_ends_the_stream_with_an_error(client
 
 def test_bad_requests_are_400(client: openai.OpenAI, base: str) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="Sturdy", messages=[{"role": "robot", "content": "x"}])  # type: ignore[misc,list-item]
+        client.chat.completions.create(model="Sturdy", messages=[{"role": "robot", "content": "x"}])
     assert caught.value.param == "messages[0].role"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="Sturdy", messages=user("x"), n=2)
@@ -352,6 +352,8 @@ def test_bad_requests_are_400(client: openai.OpenAI, base: str) -> None:
     response = httpx.post(base + "/v1/chat/completions", content=b"{not json",
                           headers={"authorization": f"Bearer {KEY}"})
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    # Without a key, a bad request is first of all unauthorized.
+    assert httpx.post(base + "/v1/chat/completions", content=b"{not json").status_code == 401
 
 
 # --- cancel ----------------------------------------------------------------------------------------
@@ -377,15 +379,12 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "description"
                                                            "required": ["city"]}}}
 
 
-def test_client_tools_are_refused_clearly_until_supported(client: openai.OpenAI) -> None:
+def test_malformed_client_tools_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="Sturdy", messages=user("weather?"), tools=[WEATHER])  # type: ignore[list-item]
-    assert caught.value.param == "tools" and "not supported" in caught.value.message
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="Sturdy", messages=user("x"), tools=[{"type": "function"}])  # type: ignore[list-item]
+        client.chat.completions.create(model="Sturdy", messages=user("x"), tools=[{"type": "function"}])
     assert caught.value.param == "tools[0]"
     # tool_choice "none" asks for no tool: served.
-    reply = client.chat.completions.create(model="Echo", messages=user("plain"), tools=[WEATHER],  # type: ignore[list-item]
+    reply = client.chat.completions.create(model="Echo", messages=user("plain"), tools=[WEATHER],
                                            tool_choice="none")
     assert reply.choices[0].message.content == "plain"
 
@@ -402,15 +401,13 @@ class ToolCallingOpenAI(ScriptedOpenAI):
         return super().chunk_event(text, request)
 
 
-@pytest.mark.xfail(reason="client-supplied tools wait for the tool loop (issue 14)", strict=True,
-                   raises=openai.BadRequestError)
 def test_a_client_supplied_tool_round_trip(tmp_path: Path) -> None:
     with running(ToolCallingOpenAI()) as fake:
         write_project(tmp_path, fake.base_url)
         server = create_app(load_manifest(tmp_path / "build" / "manifest.json"), tmp_path, environ=ENVIRON)
         with serve_in_thread(server.app) as url, \
                 openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0) as client:
-            fake.push(Reply(chunks=['{"city": "Paris"}']), Reply(chunks=["It is sunny in Paris."]))
+            fake.push(Reply(chunks=['{"city": "Paris"}']))
             fake.finishes.append("tool_calls")
             first = client.chat.completions.create(model="Sturdy", messages=user("Weather in Paris?"),
                                                    tools=[WEATHER])  # type: ignore[list-item]
@@ -418,8 +415,17 @@ def test_a_client_supplied_tool_round_trip(tmp_path: Path) -> None:
             calls = first.choices[0].message.tool_calls or []
             assert [(c.function.name, json.loads(c.function.arguments)) for c in calls  # type: ignore[union-attr]
                     ] == [("get_weather", {"city": "Paris"})]
-            second = client.chat.completions.create(model="Sturdy", tools=[WEATHER], messages=[  # type: ignore[list-item]
-                *user("Weather in Paris?"), first.choices[0].message.model_dump(exclude_none=True),  # type: ignore[list-item]
+            # Streamed, the same call arrives as a tool_calls delta and finish_reason "tool_calls".
+            fake.push(Reply(chunks=['{"city": "Oslo"}']))
+            fake.finishes.append("tool_calls")
+            chunks = list(client.chat.completions.create(model="Sturdy", messages=user("Weather in Oslo?"),
+                                                         tools=[WEATHER], stream=True))  # type: ignore[list-item]
+            deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+            assert deltas and deltas[0][0].function.arguments == '{"city": "Oslo"}'  # type: ignore[index,union-attr]
+            assert chunks[-1].choices[0].finish_reason == "tool_calls"
+            fake.push(Reply(chunks=["It is sunny in Paris."]))
+            second = client.chat.completions.create(model="Sturdy", tools=[WEATHER], messages=[
+                *user("Weather in Paris?"), first.choices[0].message.model_dump(exclude_none=True),
                 {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"}])
             assert second.choices[0].message.content == "It is sunny in Paris."
             assert fake.requests[-1].json["messages"][-1] == {"role": "tool", "tool_call_id": "call_1",
@@ -514,3 +520,15 @@ async def test_cancelling_before_the_first_token_closes_the_provider_stream(base
         await stream.close()
     assert await asyncio.to_thread(fake.cut.wait, 5), "the provider stream was not closed"
     assert fake.sent < 4
+
+
+@pytest.mark.parametrize("command", ["serve", "dev"])
+def test_polybot_serve_and_dev_answer_chat_completions(project: Path, command: str) -> None:
+    from tests.e2e.helpers import polybot_process
+
+    with polybot_process(command, project=project, env=ENVIRON) as (base, output), \
+            openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client:
+        reply = client.chat.completions.create(model="Echo", messages=user("from the command line"))
+        assert reply.choices[0].message.content == "from the command line"
+        if command == "serve":
+            assert any("OpenAI-compatible endpoint: /v1/chat/completions" in line for line in output)

@@ -93,7 +93,7 @@ async def test_a_priced_reply_is_authorized_then_captured(tmp_path: Path, monkey
     rt = runtime(tmp_path, "Priced")
     assert rt.settings().rate_card == "1 point per reply, plus tokens" and rt.settings().cost_label == "Priced"
     with serve_in_thread(costs.app) as url:
-        monkeypatch.setenv("POLYBOT_POE_BASE_URL", url)
+        monkeypatch.setenv("POLYBOT_POE_BASE_URL", url + "/bot/")
         events = [e async for e in rt.respond(priced_request("one two three"))]
     assert "".join(e.text for e in events) == "one two three"
     (auth, query, body), (capture, _, captured) = costs.calls
@@ -113,7 +113,7 @@ async def test_insufficient_funds_end_the_reply_before_any_provider_call(tmp_pat
     make_bot(tmp_path, "Priced", PRICED, "Be brief.")
     rt = runtime(tmp_path, "Priced")
     with serve_in_thread(costs.app) as url:
-        monkeypatch.setenv("POLYBOT_POE_BASE_URL", url)
+        monkeypatch.setenv("POLYBOT_POE_BASE_URL", url + "/bot/")
         events = [e async for e in rt.respond(priced_request("hello"))]
     assert len(events) == 1 and isinstance(events[0], fp.ErrorResponse)
     assert (events[0].error_type, events[0].allow_retry) == ("insufficient_fund", False)
