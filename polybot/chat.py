@@ -11,11 +11,10 @@ from typing import Any
 import fastapi_poe as fp
 
 from polybot.bot import Runtime
-from polybot.check import print_problems
 from polybot.conversation import PROTOCOL_VERSION
 from polybot.dev import Workspace
 from polybot.env import load_env
-from polybot.errors import PolybotError, Problem, did_you_mean
+from polybot.errors import PolybotError, did_you_mean
 from polybot.reliability import ToolActivity
 
 
@@ -60,15 +59,13 @@ def find_runtime(workspace: Workspace, name: str) -> Runtime:
     runtime = workspace.runtimes.get(name)
     if runtime is not None:
         return runtime
-    from polybot.providers import load_plugins
-
-    print_problems([*(Problem(where, None, message) for where, message in load_plugins()), *result.problems])
-    mine = [p for p in result.problems if p.path.startswith(f"bots/{name}/") or p.path == f"bots/{name}"]
+    problems = sorted(set(result.problems), key=lambda p: (p.path, p.line or 0, p.message))
+    mine = [p for p in problems if p.path.startswith(f"bots/{name}/") or p.path == f"bots/{name}"]
     if mine:
-        raise PolybotError([f"{name} has the errors above; fix them, then run polybot chat {name} again"])
-    if (workspace.root / "bots" / name).is_dir() and result.problems:
-        raise PolybotError([f"{name} was not loaded because of the errors above"])
-    raise PolybotError([f"no bot named {name!r}{did_you_mean(name, workspace.runtimes)}; "
+        raise PolybotError([*problems, f"{name} has the errors above; fix them, then run polybot chat {name} again"])
+    if (workspace.root / "bots" / name).is_dir() and problems:
+        raise PolybotError([*problems, f"{name} was not loaded because of the errors above"])
+    raise PolybotError([*problems, f"no bot named {name!r}{did_you_mean(name, workspace.runtimes)}; "
                         "`polybot list` shows the bots"])
 
 
@@ -86,6 +83,8 @@ def cmd_chat(args: Any) -> int:
                 message = sys.stdin.read() if args.message == "-" else args.message
                 history.append(fp.ProtocolMessage(role="user", content=message))
                 return 0 if runner.run(_reply(runtime, history))[1] else 1
+            if sys.stdin.isatty():
+                import readline  # noqa: F401 - line editing and history at the prompt
             print(f"Chatting with {args.name} (Ctrl-D or Ctrl-C to quit).", file=sys.stderr)
             while True:
                 try:

@@ -201,21 +201,39 @@ def _load(target: str) -> Command:
     return fn  # type: ignore[no-any-return]
 
 
+def _report_project_problems(root: Path, exc: PolybotError) -> None:
+    """Before a command's own failure, the project's problems it did not already name (located)."""
+    from polybot.check import print_problems, project_problems
+
+    try:
+        problems = project_problems(root)[1]
+    except Exception:  # noqa: BLE001 - the command's own error still gets printed
+        return
+    told = {str(p) for p in exc.problems}
+    print_problems(p for p in problems if str(p) not in told)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
         command_parser: Parser = getattr(args, "command_parser", parser)
         command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    found = False  # the project, once known, whose problems go before a command's own
     try:
         if args.target == "polybot.scaffold:cmd_init":
             args.project = (args.project or Path.cwd()).resolve()
         else:
+            from polybot.env import load_env
             from polybot.root import project_root
 
             args.project = project_root(args.project)
+            load_env(args.project)  # one keys story: every command reads .env; the environment wins
+            found = True
         code = _load(args.target)(args)
     except PolybotError as exc:
+        if found:
+            _report_project_problems(args.project, exc)
         for problem in exc.problems:
             print(f"error: {problem}" if isinstance(problem, str) else str(problem), file=sys.stderr)
         return 1

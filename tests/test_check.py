@@ -47,3 +47,11 @@ def test_chat_names_the_bots_own_errors(project: Path, capsys: pytest.CaptureFix
     assert capsys.readouterr().err == (
         "bots/Echo/bot.toml:2: temperature: must be at most 2, got 5\n"
         "error: Echo has the errors above; fix them, then run polybot chat Echo again\n")
+
+
+@pytest.mark.parametrize("command", ["serve", "sync", "deploy modal", "dev --port 1 --host 256.0.0.1"])
+def test_commands_that_fail_for_their_own_reason_name_the_projects_problems_first(
+        command: str, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command.split(), "--project", str(project)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(LOCATED) and len(lines) == 2 and LOCATED not in lines[1]

@@ -178,8 +178,8 @@ def test_from_pip_install_to_a_first_real_bot(venv: Path, tmp_path: Path) -> Non
             until(lambda: healthy(base))
             assert "polybot dev: serving 2 bots, watching bots/, providers.toml and .env" in output
             assert ask(base, "Haiku", "the moon") == "Waves fold on the shore"
-            until(lambda: any(re.match(r"reply: Haiku  openai/gpt-4o-mini  first token [\d.]+ m?s  total .*  ok$", ln)
-                              for ln in output))
+            until(lambda: any(re.match(r"reply: Haiku  openai/gpt-4o-mini  first token [\d.]+ m?s  total [\d.]+ m?s  "
+                                       r"\d+ in / \d+ out tokens  ok$", ln) for ln in output))
             prompt = (project / "bots/Haiku/system.md.j2").read_text()
             (project / "bots/Haiku/system.md.j2").write_text("{% if %}")
             until(lambda: any("Haiku has errors; still serving its last good version" in ln for ln in output))
