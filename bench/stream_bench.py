@@ -47,7 +47,7 @@ def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subpr
                 return proc
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{cmd} did not start")
+                raise RuntimeError(f"{cmd} did not start") from None
             time.sleep(0.05)
 
 

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from stream_bench import HERE, PY, free_port, start
 
 QUESTION = {"version": "1.2", "type": "query", "user_id": "u", "conversation_id": "c", "message_id": "m"}

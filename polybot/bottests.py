@@ -132,8 +132,9 @@ def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) ->
                 runtime = workspace.runtimes[name]
                 judge = workspace.runtimes.get(runtime.spec.judge or "")
                 if runtime.spec.judge and judge is None:
-                    report.problems.append(Problem(f"bots/{name}/bot.toml", None, f"[test] judge: no bot named "
-                                                   f"{runtime.spec.judge!r}{did_you_mean(runtime.spec.judge, workspace.runtimes)}"))
+                    hint = did_you_mean(runtime.spec.judge, workspace.runtimes)
+                    report.problems.append(Problem(f"bots/{name}/bot.toml", None,
+                                                   f"[test] judge: no bot named {runtime.spec.judge!r}{hint}"))
                 for test, line in tests:
                     report.outcomes.append(await _run_one(runtime, test, name, line, session, judge))
                 report.written += session.written

@@ -21,6 +21,7 @@ from polybot.config import (
     validate_model,
 )
 from polybot.controls import control_problems, default_params, flatten, layout_problems
+from polybot.conversation import sample_request
 from polybot.errors import PolybotError, Problem, did_you_mean
 from polybot.hookloader import Hooks, hook_problem, load_hooks
 from polybot.manifest import BotSpec, Manifest, load_manifest
@@ -35,7 +36,6 @@ from polybot.project import (
     read_templates,
 )
 from polybot.prompts import CONTEXT_NAMES, PromptLibrary, render_problem, sample_context
-from polybot.conversation import sample_request
 
 
 @dataclass(slots=True)
@@ -525,5 +525,6 @@ def cmd_build(args: Any) -> int:
         print(f"{rel}/ is up to date ({n} bot{'' if n == 1 else 's'})")
         return _check_bot_tests(root)
     else:
-        print(f"built {n} bot{'' if n == 1 else 's'} into {rel}/ ({result.rendered} rendered, {n - result.rendered} unchanged)")
+        print(f"built {n} bot{'' if n == 1 else 's'} into {rel}/ "
+              f"({result.rendered} rendered, {n - result.rendered} unchanged)")
     return 0

@@ -17,7 +17,6 @@ from polybot.errors import Problem, did_you_mean
 from polybot.security import check_header_variables, check_literal_headers
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -379,7 +378,7 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
 
 def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

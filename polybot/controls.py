@@ -22,7 +22,6 @@ OVERRIDABLE = ("temperature", "max_tokens", "model")
 def _model() -> type[BaseModel]:
     """Poe's own control types (fastapi_poe is imported only when a bot has controls)."""
     import fastapi_poe as fp
-
     from fastapi_poe.types import AspectRatio, ConditionallyRenderControls
 
     control = Annotated[

@@ -13,8 +13,8 @@ from typing import Any
 from polybot.bot import Runtime
 from polybot.build import ProjectSources, compile_bot, read_project
 from polybot.env import load_env
-from polybot.listen import bind, plural, serve
 from polybot.errors import Problem
+from polybot.listen import bind, plural, serve
 from polybot.project import SHARED_DIR, name_problems
 from polybot.prompts import PromptLibrary
 from polybot.reliability import ProviderPool

@@ -46,8 +46,8 @@ def status(variable: str) -> str:
 
 
 def cmd_keys(args: Any) -> int:
-    from polybot.listing import table
     from polybot.check import report_problems
+    from polybot.listing import table
 
     root: Path = args.project
     load_env(root)

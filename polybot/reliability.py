@@ -26,19 +26,18 @@ from polybot.config import ProviderConfig
 from polybot.providers import create_provider
 from polybot.providers.base import (
     ChatRequest,
-    Message,
-    ToolCall,
     Chunk,
     DataOut,
     FileOut,
+    Message,
     Provider,
     ProviderError,
     Refused,
     Replace,
     Thinking,
+    ToolCall,
     Usage,
 )
-
 from polybot.tools import ToolBox
 
 log = logging.getLogger("polybot.reply")

@@ -197,7 +197,8 @@ def clean_request(request: T) -> T:
 # --- secrets in provider headers ---------------------------------------------------------------------
 
 _SECRET_NAME = re.compile(r"auth|\bkey\b|api[-_]?key|token|secret|passw|cookie|session|credential|signature", re.I)
-_SECRET_VALUE = re.compile(r"^(bearer|basic|token|digest)\s+\S|^(sk|pk|rk|ghp|gho|glpat|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{8,}",
+_SECRET_VALUE = re.compile(r"^(bearer|basic|token|digest)\s+\S"
+                           r"|^(sk|pk|rk|ghp|gho|glpat|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{8,}",
                            re.I)
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -78,7 +78,8 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
     "jinja syntax error": (bot(prompt="line one\n{% if %}\n"), [
         "bots/Demo/system.md.j2:2: template syntax error: Expected an expression, got 'end of statement block'"]),
     "undefined variable": (bot(prompt="a\nb {{ tone }}\n"), [
-        "bots/Demo/system.md.j2:2: undefined variable 'tone': the context has bot, conversation_id, language_code, messages, "
+        "bots/Demo/system.md.j2:2: undefined variable 'tone': the context has bot, conversation_id, language_code, "
+        "messages, "
         "now, params, user_id, users, vars; add it to [vars] and use vars.tone, or return it from context() in "
         "hooks.py"]),
     "undefined var attribute": (bot(toml='provider = "echo"\n[vars]\ntone = "x"\n', prompt="a\n{{ vars.mood }}\n"), [

@@ -22,7 +22,8 @@ def test_one_shot_chat_with_the_example_echo_bot(capsys: pytest.CaptureFixture[s
 
 def test_chat_with_unknown_bot_suggests_a_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["chat", "Ecko", "-m", "hi", "--project", str(REPO)]) == 1
-    assert capsys.readouterr().err == "error: no bot named 'Ecko' (did you mean 'Echo'?); `polybot list` shows the bots\n"
+    assert capsys.readouterr().err == \
+        "error: no bot named 'Ecko' (did you mean 'Echo'?); `polybot list` shows the bots\n"
 
 
 def test_chat_with_missing_key_exits_nonzero_naming_the_variable(

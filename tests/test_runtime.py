@@ -9,9 +9,8 @@ import pytest
 
 from polybot.bot import Runtime
 from polybot.conversation import to_messages
-from polybot.providers.base import merge_turns, without_images
 from polybot.dev import Workspace
-from polybot.providers.base import Image, Message
+from polybot.providers.base import Image, Message, merge_turns, without_images
 
 
 def make_bot(root: Path, name: str, toml: str, prompt: str, hooks: str | None = None) -> None:

@@ -79,6 +79,7 @@ def test_ordinary_templates_still_render() -> None:
 def test_large_numbers_where_they_cannot_grow_anything_are_fine() -> None:
     library = PromptLibrary()
     library.set_files("Bot", {"system.md.j2": (
-        "{{ '%d' % 5000000 }} {{ vars.get('x', 5000000) }} {{ none|default(5000000, true) }} {{ '{:d}'.format(5000000) }} "
+        "{{ '%d' % 5000000 }} {{ vars.get('x', 5000000) }} {{ none|default(5000000, true) }} "
+        "{{ '{:d}'.format(5000000) }} "
         "{{ 'abc'.find('c', 0, 5000000) }} {{ 'abc'|truncate(5000000) }} {{ 5000000|filesizeformat }}")})
     assert library.render("Bot", {"vars": {}}) == "5000000 5000000 5000000 5000000 2 abc 5.0 MB"

@@ -241,7 +241,8 @@ async def test_keys_are_compared_in_constant_time(project: Path, monkeypatch: py
     workspace = Workspace(project, on_put=server.put)
     workspace.refresh()
     async with client(server) as c:
-        assert (await c.post("/Keyed", json=query(), headers={"authorization": "Bearer " + "j" * 32})).status_code == 401
+        wrong = {"authorization": "Bearer " + "j" * 32}
+        assert (await c.post("/Keyed", json=query(), headers=wrong)).status_code == 401
     assert calls and calls[0][1] == KEY.encode()
 
 
@@ -281,7 +282,8 @@ def sent(fake: FakeOpenAI) -> dict[str, Any]:
 
 async def test_parameters_only_through_declared_controls_and_clamped(tmp_path: Path, fake: FakeOpenAI) -> None:
     openai_bot(tmp_path, fake, "Plain")
-    openai_bot(tmp_path, fake, "Tuned", '[[controls]]\ncontrol = "slider"\nlabel = "T"\nparameter_name = "temperature"\n'
+    openai_bot(tmp_path, fake, "Tuned", '[[controls]]\ncontrol = "slider"\nlabel = "T"\n'
+               'parameter_name = "temperature"\n'
                'default_value = 0.5\nmin_value = 0\nmax_value = 1\nstep = 0.1\n')
     server, _ = dev_server(tmp_path, {})
     hostile = {"temperature": 7.5, "max_tokens": 99_999_999, "model": "gpt-4-expensive"}

@@ -84,7 +84,7 @@ def test_pushes_each_bots_settings_with_its_own_key(
     assert sync(project, base) == 0
     assert capsys.readouterr().out == "synced Alpha\nsynced Bravo\n"  # not fastapi_poe's raw response text
     assert [(bot, key) for bot, key, _ in fake.calls] == list(KEYS.items())
-    for (bot, _, body), name in zip(fake.calls, KEYS, strict=True):
+    for (_, _, body), name in zip(fake.calls, KEYS, strict=True):
         assert body["introduction_message"] == f"Hi from {name}"
         [control] = body["parameter_controls"]["sections"][0]["controls"]
         assert (control["control"], control["parameter_name"], control["max_value"]) == ("slider", "temperature", 1)

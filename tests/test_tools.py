@@ -110,7 +110,8 @@ async def test_one_call_then_a_text_answer(tmp_path: Path, fake: ToolFake, kind:
     result = '{"city": "Paris", "temp": 21, "unit": "C"}'
     if kind == "openai":
         assert first["tools"][0]["function"]["name"] == "get_weather"
-        assert first["tools"][0]["function"]["parameters"]["properties"]["city"]["description"] == "City name, e.g. Paris"
+        city = first["tools"][0]["function"]["parameters"]["properties"]["city"]
+        assert city["description"] == "City name, e.g. Paris"
         assert second["messages"][-2:] == [
             {"role": "assistant", "content": "Let me check.", "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "get_weather",

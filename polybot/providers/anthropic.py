@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import importlib
+import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from functools import cache

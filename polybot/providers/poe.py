@@ -8,7 +8,6 @@ from typing import Any
 
 import fastapi_poe as fp
 import httpx
-
 from fastapi_poe.client import PROTOCOL_VERSION
 
 from polybot.providers.base import (

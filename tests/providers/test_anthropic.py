@@ -9,7 +9,6 @@ from tests.fakes.anthropic_wire import FakeAnthropic, overloaded_event
 from tests.fakes.wire import Reply
 from tests.providers.conftest import Harness, chat, collect
 
-
 KIND = "anthropic"
 
 
