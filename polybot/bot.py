@@ -14,14 +14,15 @@ from typing import Any
 import fastapi_poe as fp
 from sse_starlette import ServerSentEvent
 
-from polybot.controls import OVERRIDABLE, default_params, parameter_controls
+from polybot.controls import OVERRIDABLE, allowed_params, default_params, parameter_controls
 from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
 from polybot.hookloader import Hooks, hook_problem
 from polybot.manifest import BotSpec
-from polybot.prompts import PromptLibrary, render_problem
+from polybot.prompts import PromptLibrary, RenderTimeout, render_off_loop, render_problem
 from polybot.providers.base import ChatRequest, FileOut, Message, Origin, ToolCall, ToolSpec
 from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, ToolActivity, Tools, stream_chain
 from polybot.pricing import Meter, charges
+from polybot.security import clean_request
 from polybot.tools import ToolBox, load_tools
 
 log = logging.getLogger("polybot")
@@ -55,9 +56,9 @@ class Runtime:
         """The reply a bot without `respond` gives: render, map, stream with failover."""
         params = chosen_params(self.spec, request)
         try:
-            system = self.render_prompt(request, params)
+            system = await render_off_loop(self.render_prompt, request, params)
             messages = self.messages_for(request)
-        except _HookOrTemplateError as exc:
+        except (_HookOrTemplateError, RenderTimeout) as exc:
             yield fp.ErrorResponse(text=str(exc), allow_retry=False)
             return
         except ImportError as exc:
@@ -163,6 +164,7 @@ class Runtime:
         """Every event of one reply. Never raises: failures become error events. `info` receives
         the outcome and usage once the reply has ended."""
         spec = self.spec
+        request = clean_request(request)
         if spec.poe.suggested_replies is not None:
             yield fp.MetaResponse(text="", suggested_replies=spec.poe.suggested_replies)
         if last_user_text(request).strip().lower() == "bot info":
@@ -248,11 +250,12 @@ class _HookOrTemplateError(Exception):
 
 
 def chosen_params(spec: BotSpec, request: fp.QueryRequest) -> dict[str, Any]:
-    """Control defaults, overridden by what the user picked for the latest message."""
+    """Control defaults, overridden by what the user picked for the latest message: only declared
+    `[[controls]]`, each value clamped to its control's bounds or options."""
     params = default_params(spec.controls)
     for message in reversed(request.query):
         if message.role == "user":
-            params.update(message.parameters)
+            params.update(allowed_params(spec.controls, message.parameters, spec.max_tokens))
             break
     return params
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from polybot.config import (
@@ -27,6 +31,7 @@ from polybot.project import (
     BotFolder,
     find_bots,
     name_problems,
+    outside_links,
     read_templates,
 )
 from polybot.prompts import CONTEXT_NAMES, PromptLibrary, render_problem, sample_context
@@ -47,7 +52,8 @@ class ProjectSources:
 
 def read_project(root: Path) -> ProjectSources:
     providers, problems = load_providers(root)
-    shared = read_templates(root / "bots" / SHARED_DIR)
+    problems += outside_links(root)
+    shared = read_templates(root / "bots" / SHARED_DIR, root)
     providers_file = root / "providers.toml"
     digest = _digest(
         providers_file.read_text("utf-8") if providers_file.is_file() else "",
@@ -87,7 +93,7 @@ def compile_bot(
     except (OSError, UnicodeDecodeError) as exc:
         out.problems.append(Problem(rel_toml, None, f"cannot read: {exc.__class__.__name__}"))
         return out
-    templates = read_templates(folder.path)
+    templates = read_templates(folder.path, project.root)
     hooks_source = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
     digest = _digest(folder.name, text, hooks_source or "", project.digest,
                      *(f"{k}\0{v}" for k, v in sorted(templates.items())))
@@ -175,7 +181,7 @@ def compile_bot(
         access_key_env=config.poe.access_key_env or default_access_key_env(folder.name),
         controls=every_control,
         layout=config.parameter_controls,
-        templates=templates,
+        templates=library.own_templates(folder.name),
         hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
         hash=digest,
         openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
@@ -247,6 +253,16 @@ def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, A
                             prefix, problems)
 
 
+def _shared_in_use(library: PromptLibrary, specs: dict[str, BotSpec]) -> dict[str, str]:
+    """The bots/_shared templates some bot includes, imports or extends (only those are served)."""
+    used: set[str] = set()
+    for name, spec in specs.items():
+        library.set_files(name, spec.templates)  # a bot reused from the last build was not loaded
+        used.update(library.reachable(name))
+    prefix = f"{SHARED_DIR}/"
+    return {n.removeprefix(prefix): library.sources[n] for n in sorted(used) if n.startswith(prefix)}
+
+
 def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -289,7 +305,7 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
     used = {name for spec in specs.values() for name in (spec.provider, *(f.provider for f in spec.fallback))}
     manifest = Manifest(
         providers={name: project.providers[name] for name in sorted(used)},
-        shared_templates=project.shared,
+        shared_templates=_shared_in_use(library, specs),
         bots=specs,
     )
     unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
@@ -302,45 +318,177 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
     return BuildResult(manifest, outputs, rendered)
 
 
+#: In the output folder: the files the last build wrote, so the next one deletes only those.
+RECORD = ".polybot-outputs.json"
+#: In the output folder: `name==version` of every runtime dependency the build ran with.
+CONSTRAINTS = "constraints.txt"
+MANIFEST = "manifest.json"
+
+
 def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
     """`polybot build`: write out/manifest.json and out/prompts/*.md (only what changed).
 
     With `check`, render everything afresh and fail if out/ differs (a stale, unreviewed build).
+    Files are replaced atomically, the manifest last; only files the previous build recorded are
+    ever deleted, and `out` must be a folder of polybot's own.
     """
+    check_out_folder(root, out)
     previous = None
-    if not check and (out / "manifest.json").is_file():
+    if not check and (out / MANIFEST).is_file():
         try:
-            previous = load_manifest(out / "manifest.json")
+            previous = load_manifest(out / MANIFEST)
         except PolybotError:
             previous = None  # unreadable: rebuild everything
     result = compile_project(root, previous)
-    expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {"manifest.json"}
-    existing = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} if out.is_dir() else set()
     # A reused bot whose prompt file vanished must be rendered again.
-    missing = {name for name in result.manifest.bots if f"prompts/{name}.md" not in existing
+    missing = {name for name in result.manifest.bots if not (out / f"prompts/{name}.md").is_file()
                and f"prompts/{name}.md" not in result.outputs}
     if missing and not check:
         reduced = result.manifest.model_copy(update={"bots": {
             k: v for k, v in result.manifest.bots.items() if k not in missing}})
         result = compile_project(root, reduced)
+    expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {MANIFEST, CONSTRAINTS, RECORD}
+    result.outputs[CONSTRAINTS] = constraints().encode()
+    result.outputs[RECORD] = (json.dumps({"files": sorted(expected)}, indent=2) + "\n").encode()
+    recorded = recorded_outputs(out)
     rel_out = _display(out, root)
     if check:
         stale = [name for name, data in sorted(result.outputs.items())
                  if not (out / name).is_file() or (out / name).read_bytes() != data]
-        stale += sorted(p for p in existing - expected if p.startswith("prompts/") or p == "manifest.json")
+        stale += sorted(p for p in recorded - expected if (out / p).is_file())
         if stale:
             raise PolybotError([f"{rel_out}/{name}: stale; run `polybot build` and commit {rel_out}/"
                                 for name in stale])
         return result
-    for name, data in result.outputs.items():
+    # The manifest goes last: until it is replaced, `serve` and the next build see the last good one.
+    for name in sorted(result.outputs, key=lambda n: (n == MANIFEST, n == RECORD, n)):
         path = out / name
+        data = result.outputs[name]
         if not path.is_file() or path.read_bytes() != data:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    for name in existing - expected:
-        if name.startswith("prompts/"):
-            (out / name).unlink()
+            write_atomic(path, data)
+    for name in sorted(recorded - expected):
+        path = out / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
     return result
+
+
+def check_out_folder(root: Path, out: Path) -> None:
+    """Refuse an output folder where writing or deleting could touch files polybot did not make."""
+    root_r, out_r = root.resolve(), out.resolve()
+    bots = root_r / "bots"
+    shown = _display(out, root)
+    why = None
+    if out_r == root_r or out_r in root_r.parents:
+        why = "is the project folder or contains it"
+    elif out_r == bots or bots in out_r.parents:
+        why = "is inside bots/, where your bots' sources live"
+    elif out_r.exists() and not out_r.is_dir():
+        why = "is a file"
+    elif out_r.is_dir() and any(out_r.iterdir()) and not _made_by_polybot(out_r):
+        why = "is not empty and was not made by polybot build"
+    if why is not None:
+        raise PolybotError([f"--out {shown}: {why}; polybot build writes and deletes files there, so give it "
+                            "a folder of its own (default: build/), new or empty"])
+
+
+def _made_by_polybot(out: Path) -> bool:
+    return (out / RECORD).is_file() or _legacy_bots(out) is not None
+
+
+def _legacy_bots(out: Path) -> list[str] | None:
+    """The bot names in out/manifest.json of a build from before the record (any schema version)."""
+    try:
+        data = json.loads((out / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "format" not in data or not isinstance(data.get("bots"), dict):
+        return None
+    return [name for name in data["bots"] if isinstance(name, str)]
+
+
+def recorded_outputs(out: Path) -> set[str]:
+    """What the previous build in `out` wrote (relative paths), from its record."""
+    try:
+        files = json.loads((out / RECORD).read_text("utf-8"))["files"]
+        return {f for f in files if isinstance(f, str) and _inside(f)}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    bots = _legacy_bots(out)  # no record yet: the manifest and the prompts of the bots it names
+    if bots is None:
+        return set()
+    return {MANIFEST} | {f"prompts/{name}.md" for name in bots if _inside(f"prompts/{name}.md")}
+
+
+def _inside(rel: str) -> bool:
+    parts = PurePosixPath(rel).parts
+    return bool(parts) and not PurePosixPath(rel).is_absolute() and ".." not in parts
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+#: polybot's distribution name(s): the first one installed is the one whose dependencies count.
+DISTRIBUTIONS = ("polybot-poe", "polybot")
+
+
+def constraints() -> str:
+    """`name==version` of polybot's runtime dependencies and theirs, as installed (sorted)."""
+    from importlib import metadata
+
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pragma: no cover - pip always brings packaging
+        return ""
+    root = next((d for d in DISTRIBUTIONS if _installed(d)), None)
+    if root is None:
+        return ""
+    pins: dict[str, str] = {}
+    todo = [root]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if name != root:
+            pins[key] = dist.version
+        for raw in dist.requires or []:
+            req = Requirement(raw)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            todo.append(req.name)
+    lines = "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+    return "# What `polybot build` ran with; the Modal image installs exactly these.\n" + lines
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def _display(path: Path, root: Path) -> str:

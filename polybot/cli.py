@@ -143,6 +143,9 @@ def _parser() -> Parser:
                 "polybot dev --port 8081")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=port, default=8080, help="port to listen on")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this Host name (a tunnel's, say); its callers need a bot's "
+                        "access key (default: loopback names only)")
 
     p = command(sub, "serve", "serve build/manifest.json in production", "polybot.serve:cmd_serve",
                 "polybot serve --port 8080 --workers 4")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polybot.errors import Problem, did_you_mean
+from polybot.security import check_header_variables, check_literal_headers
 
 
 
@@ -30,11 +32,27 @@ class ProviderConfig(_Strict):
     models: list[str] | None = None
     api_version: str | None = None
     headers: dict[str, str] = {}
+    headers_env: dict[str, str] = {}  # header name -> environment variable holding its value (secrets)
     params: dict[str, Any] = {}
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     #: Whether the models take images; unset: the model table in polybot/providers/models.py.
     vision: bool | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _no_literal_secrets(cls, headers: dict[str, str]) -> dict[str, str]:
+        return check_literal_headers(headers)
+
+    @field_validator("headers_env")
+    @classmethod
+    def _variable_names(cls, headers_env: dict[str, str]) -> dict[str, str]:
+        return check_header_variables(headers_env)
+
+    def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`headers` plus each `headers_env` header whose variable is set (values never stored)."""
+        environ = os.environ if environ is None else environ
+        return {**self.headers, **{h: environ[v] for h, v in self.headers_env.items() if environ.get(v)}}
 
     @field_validator("kind")
     @classmethod

@@ -133,3 +133,54 @@ def default_params(controls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for c in controls
         if "parameter_name" in c and c.get("default_value") is not None
     }
+
+
+#: Longest text a text_field / text_area control passes on.
+MAX_TEXT_PARAM = 10_000
+#: An undeclared `max_tokens` (OpenAI-compatible clients send one) may only lower the output limit:
+#: at most the bot's own max_tokens, or this many when the bot sets none.
+MAX_CLIENT_TOKENS = 65_536
+
+
+def allowed_params(controls: Sequence[Mapping[str, Any]], picked: Mapping[str, Any],
+                   max_tokens: int | None = None) -> dict[str, Any]:
+    """The values in `picked` (Poe `parameters`) that a declared control accepts, each within it:
+    a slider's number clamped to min..max, a drop-down's value one of its options, a toggle a bool,
+    a text at most MAX_TEXT_PARAM characters. Anything else is dropped, except an undeclared
+    `max_tokens` from 1 to the bot's own `max_tokens` (or MAX_CLIENT_TOKENS)."""
+    out: dict[str, Any] = {}
+    declared = set()
+    for control in controls:
+        name = control.get("parameter_name")
+        declared.add(name)
+        if not isinstance(name, str) or name not in picked:
+            continue
+        value = _within(control, picked[name])
+        if value is not None:
+            out[name] = value
+    limit = picked.get("max_tokens")
+    if "max_tokens" not in declared and isinstance(limit, int) and not isinstance(limit, bool) and \
+            0 < limit <= (max_tokens or MAX_CLIENT_TOKENS):
+        out["max_tokens"] = limit
+    return out
+
+
+def _within(control: Mapping[str, Any], value: Any) -> Any:
+    kind = control.get("control")
+    if kind == "slider":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+            return None
+        low, high = control.get("min_value"), control.get("max_value")
+        if isinstance(low, int | float):
+            value = max(value, low)
+        if isinstance(high, int | float):
+            value = min(value, high)
+        return value
+    if kind == "drop_down":
+        options = {o.get("value") for o in control.get("options", []) if isinstance(o, Mapping)}
+        return value if isinstance(value, str) and value in options else None
+    if kind == "toggle_switch":
+        return value if isinstance(value, bool) else None
+    if kind in ("text_field", "text_area"):
+        return value[:MAX_TEXT_PARAM] if isinstance(value, str) else None
+    return None

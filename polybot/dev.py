@@ -199,17 +199,20 @@ def cmd_dev(args: Any) -> int:
     from polybot.openai_api import mount_openai
     from polybot.playground import Playground
     from polybot.replylog import configure
+    from polybot.security import DevAccess, binding_warning
     from polybot.server import BotServer
 
     root: Path = args.project
     load_env(root)
     sock = bind(args.host, args.port)  # a busy port is one line, before anything else
-    server = BotServer()
+    access = DevAccess.for_binding(args.host, args.port, getattr(args, "allow_host", []))
+    server = BotServer(dev=access)
     mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
     workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
-    playground = Playground(workspace, open_access=False)
+    playground = Playground(workspace, access)
     playground.mount(server.app)
     first = workspace.refresh()
+    binding_warning(access, [n for n, b in server.bots.items() if not b.access_key])
     playground.publish(first)
     report(Refresh(problems=first.problems, kept=first.kept))
     base = f"http://{args.host}:{args.port}"
@@ -217,7 +220,8 @@ def cmd_dev(args: Any) -> int:
           "and .env", file=sys.stderr)
     for name in sorted(workspace.runtimes):
         print(f"  {base}/{name}", file=sys.stderr)
-    print(f"playground: {base}/    (Ctrl-C to stop)", file=sys.stderr)
+    # The playground answers loopback names only, whatever --host is.
+    print(f"playground: http://127.0.0.1:{args.port}/    (Ctrl-C to stop)", file=sys.stderr)
     configure("readable")
 
     async def main() -> int:

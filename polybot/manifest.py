@@ -11,9 +11,9 @@ from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
 
-FORMAT = 7  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 8  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
-SCHEMA_DIGEST = "c86df00aacbc959e"
+SCHEMA_DIGEST = "4a65a268a91a6164"
 
 
 class BotSpec(BaseModel):

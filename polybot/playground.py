@@ -5,7 +5,6 @@ the rendered prompt, and the build errors as a live overlay. Not part of `serve`
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import uuid
@@ -14,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 import fastapi_poe as fp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
@@ -23,16 +23,20 @@ from polybot.conversation import PROTOCOL_VERSION
 from polybot.dev import Refresh, Workspace
 from polybot.errors import Problem
 from polybot.listing import key_status
+from polybot.prompts import render_off_loop
+from polybot.security import DevAccess, keys_match
 
 PREFIX = "/_polybot"
+#: The page sends this run's token in this header with every write; other pages cannot read it.
+TOKEN_HEADER = "x-polybot-token"
 
 
 class Playground:
     """State the page shows, and the routes that serve it; `publish` after every refresh."""
 
-    def __init__(self, workspace: Workspace, *, open_access: bool) -> None:
+    def __init__(self, workspace: Workspace, access: DevAccess) -> None:
         self.workspace = workspace
-        self.open_access = open_access
+        self.access = access
         self.problems: list[Problem] = []
         self.version = 0
         self.changed = asyncio.Condition()
@@ -65,26 +69,36 @@ class Playground:
             })
         return {"version": self.version, "bots": bots, "problems": [str(p) for p in self.problems]}
 
-    def allowed(self, request: Request, bot: str | None = None) -> bool:
-        """On loopback, always; bound elsewhere, only with --open-playground or that bot's access key."""
-        client = request.client.host if request.client else ""
-        try:
-            if ipaddress.ip_address(client).is_loopback and _is_loopback(request.url.hostname or ""):
-                return True
-        except ValueError:
-            pass
-        if self.open_access:
-            return True
-        runtime = self.workspace.runtimes.get(bot or "")
-        key = os.environ.get(runtime.spec.access_key_env, "") if runtime else ""
-        return bool(key) and request.headers.get("authorization") == f"Bearer {key}"
+    def allowed(self, request: Request) -> bool:
+        """The playground is for this machine only: a loopback client naming a loopback host."""
+        return self.access.is_local(request.scope)
+
+    def write_refusal(self, request: Request) -> Response | None:
+        """Why a chat or prompt request is refused (it spends provider keys), or None.
+
+        It must come from this machine, as JSON, from the playground's own page: same origin and
+        carrying this run's token, which only the page (served to loopback) knows.
+        """
+        if not self.allowed(request):
+            return _forbidden()
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return JSONResponse({"detail": "send JSON (content-type: application/json)"}, status_code=415)
+        if self.access.cross_site(request.scope) or \
+                not keys_match(request.headers.get(TOKEN_HEADER), self.access.token):
+            return JSONResponse({"detail": "playground writes come only from the playground page "
+                                           f"(same origin, with its {TOKEN_HEADER} header); reload it"},
+                                status_code=403)
+        return None
 
     # --- routes ---------------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
         if not self.allowed(request):
             return _forbidden()
-        return HTMLResponse(resources.files("polybot").joinpath("playground.html").read_text("utf-8"))
+        html = resources.files("polybot").joinpath("playground.html").read_text("utf-8")
+        return HTMLResponse(html.replace("{{POLYBOT_TOKEN}}", self.access.token), headers={
+            "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def get_state(self, request: Request) -> Response:
         if not self.allowed(request):
@@ -113,12 +127,19 @@ class Playground:
     async def _target(self, request: Request) -> tuple[Runtime, fp.QueryRequest] | Response:
         """The bot a chat or prompt request names and the conversation it sends, or the refusal."""
         name = request.path_params["name"]
-        if not self.allowed(request, name):
-            return _forbidden()
+        refusal = self.write_refusal(request)
+        if refusal is not None:
+            return refusal
         runtime = self.workspace.runtimes.get(name)
         if runtime is None:
             return JSONResponse({"detail": f"no bot named {name!r}"}, status_code=404)
-        return runtime, _query(await request.json())
+        try:
+            body = _ChatBody.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return JSONResponse({"detail": f"invalid request: {where}: {first['msg']}"}, status_code=400)
+        return runtime, _query(body)
 
     async def chat(self, request: Request) -> Response:
         """One reply through the same path a Poe query takes, as Poe-style server-sent events."""
@@ -141,7 +162,8 @@ class Playground:
             return target
         runtime, query = target
         try:
-            return JSONResponse({"prompt": runtime.render_prompt(query, chosen_params(runtime.spec, query))})
+            prompt = await render_off_loop(runtime.render_prompt, query, chosen_params(runtime.spec, query))
+            return JSONResponse({"prompt": prompt})
         except Exception as exc:  # noqa: BLE001 - shown in the page as the located error it is
             return JSONResponse({"error": str(exc)})
 
@@ -153,29 +175,36 @@ class Playground:
         app.add_route(PREFIX + "/prompt/{name}", self.prompt, methods=["POST"])
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _forbidden() -> Response:
-    return JSONResponse({"detail": "the playground answers on 127.0.0.1 only; bound elsewhere it needs the "
-                                   "bot's access key (Authorization: Bearer ...) or `polybot dev --open-playground`"},
+    return JSONResponse({"detail": "the playground answers on this machine only (http://127.0.0.1:PORT/); "
+                                   "from elsewhere, tunnel to it (ssh -L PORT:127.0.0.1:PORT host)"},
                         status_code=403)
 
 
-def _query(body: dict[str, Any]) -> fp.QueryRequest:
-    messages = [fp.ProtocolMessage(role="bot" if m.get("role") == "bot" else "user", content=str(m.get("content", "")))
-                for m in body.get("messages", [])]
-    if messages and body.get("params"):
-        messages[-1].parameters = dict(body["params"])
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str = "user"
+    content: str = ""
+
+
+class _ChatBody(BaseModel):
+    """What the playground page posts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    messages: list[_Message] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    conversation_id: str = "playground"
+
+
+def _query(body: _ChatBody) -> fp.QueryRequest:
+    messages = [fp.ProtocolMessage(role="bot" if m.role == "bot" else "user", content=m.content)
+                for m in body.messages]
+    if messages and body.params:
+        messages[-1].parameters = dict(body.params)
     return fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=messages, user_id="playground",
-                           conversation_id=str(body.get("conversation_id", "playground")),
-                           message_id=uuid.uuid4().hex)
+                           conversation_id=body.conversation_id, message_id=uuid.uuid4().hex)
 
 
 def _event(event: Any) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,18 +40,55 @@ def find_bots(root: Path) -> list[BotFolder]:
     )
 
 
-def read_templates(folder: Path) -> dict[str, str]:
-    """Every `*.j2` file under `folder`, keyed by its path relative to it (posix), sorted."""
+def read_templates(folder: Path, root: Path | None = None) -> dict[str, str]:
+    """Every `*.j2` file under `folder`, keyed by its path relative to it (posix), sorted.
+
+    A link to a file outside the project `root` (default: the folder's `bots/..`) is skipped, never
+    read: `outside_links` reports it. So is anything that is not a regular file.
+    """
+    root_r = (root if root is not None else folder.parent.parent).resolve()
     found: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         prefix = os.path.relpath(dirpath, folder).replace(os.sep, "/")
         for name in sorted(filenames):
             if name.endswith(".j2"):
+                path = Path(dirpath, name)
+                if not inside(path, root_r) or not stat.S_ISREG(path.stat().st_mode):
+                    continue
                 rel = name if prefix == "." else f"{prefix}/{name}"
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                with open(path, encoding="utf-8") as f:
                     found[rel] = f.read()
     return dict(sorted(found.items()))
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links followed, is within `root` (an already resolved folder)."""
+    target = path.resolve()
+    return target == root or root in target.parents
+
+
+def outside_links(root: Path) -> list[Problem]:
+    """Links under bots/, and a providers.toml link, that lead outside the project: located problems.
+
+    Whatever a build reads goes into build/, which is committed: a link to ~/.env or
+    /proc/self/environ would put secrets there.
+    """
+    root_r = root.resolve()
+    candidates = [root / "providers.toml"]
+    bots = root / "bots"
+    if bots.is_dir():
+        for dirpath, dirnames, filenames in os.walk(bots):  # never descends into linked folders
+            dirnames.sort()
+            candidates += [Path(dirpath, name) for name in sorted(dirnames + filenames)]
+    problems = []
+    for path in candidates:
+        if path.is_symlink() and not inside(path, root_r):
+            kind = "folder" if path.is_dir() else "file"
+            problems.append(Problem(path.relative_to(root).as_posix(), None,
+                                    f"is a link to a {kind} outside the project; polybot reads only files inside "
+                                    f"it (what it reads goes into build/), so copy the {kind} in instead"))
+    return problems
 
 
 def name_problems(bots: list[BotFolder]) -> list[Problem]:

@@ -6,17 +6,21 @@ an include from a bot's template looks in the bot's folder first, then in `bots/
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
+import contextvars
+import functools
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 
+from polybot import sandbox
 from polybot.errors import Problem
 from polybot.project import PROMPT_FILE, SHARED_DIR
 
@@ -32,20 +36,22 @@ SAMPLE_CONVERSATION_ID = "sample-conversation"
 SAMPLE_MESSAGES = ({"role": "user", "content": "Hello!", "sender": None},)
 
 
-#: Limits on one render, so a template cannot stall the event loop or exhaust memory.
-MAX_RENDER_SECONDS = 1.0
-MAX_PROMPT_CHARS = 1_000_000
-MAX_LOOP_ITEMS = 100_000  # range() elements per render, all loops together
-MAX_REPEAT = 100_000  # "x" * n and [..] * n
-MAX_EXPONENT = 100
+#: Limits on one render (see polybot/sandbox.py), re-exported for callers and docs.
+MAX_RENDER_SECONDS = sandbox.MAX_RENDER_SECONDS
+MAX_PROMPT_CHARS = sandbox.MAX_PROMPT_CHARS
+MAX_LOOP_ITEMS = sandbox.MAX_LOOP_ITEMS
+MAX_REPEAT = sandbox.MAX_REPEAT
+MAX_EXPONENT = sandbox.MAX_EXPONENT
+#: A render that has not returned by then is abandoned; its thread stops at its own deadline.
+HARD_DEADLINE = MAX_RENDER_SECONDS + 0.25
 
 
-class _Budget(threading.local):
-    range_left = MAX_LOOP_ITEMS
+class RenderTimeout(SecurityError):
+    """A render did not finish in time; already phrased for the user."""
 
 
 class _Environment(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, library: PromptLibrary) -> None:
         super().__init__(
@@ -56,8 +62,11 @@ class _Environment(SandboxedEnvironment):
             auto_reload=True,
         )
         self.library = library
-        self.budget = _Budget()
+        self.budget = sandbox.budget
+        self.filters = {name: sandbox.guard_filter(name, fn) for name, fn in self.filters.items()}
+        self.filters.update(sandbox.FILTERS)
         self.globals["range"] = self._range
+        self.globals["lipsum"] = sandbox.bounded_lipsum(self.globals["lipsum"])  # type: ignore[arg-type]
 
     def _range(self, *args: int) -> range:
         items = range(*args)
@@ -66,14 +75,30 @@ class _Environment(SandboxedEnvironment):
             raise SecurityError(f"template loops over more than {MAX_LOOP_ITEMS} range() items")
         return items
 
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        # Every loop, `~` and output of the compiled template passes through sandbox's counters.
+        bounded = sandbox.Bound().visit(source)
+        bounded.set_environment(self)
+        return super()._generate(bounded, name, filename, defer_init)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent {right!r} is too large for a template")
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
-                    raise SecurityError(f"repeating a sequence {n} times is too large for a template")
-        return super().call_binop(context, operator, left, right)
+        self.budget.step()
+        sandbox.check_binop(operator, left, right)
+        return sandbox.account(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        __self.budget.step()
+        if isinstance(__obj, LoopContext) and args:  # `loop(children)` in a recursive for
+            args = (sandbox.counted(args[0]), *args[1:])
+        target = getattr(__obj, "__wrapped__", __obj)  # str.format arrives wrapped by the sandbox
+        owner = getattr(target, "__self__", None)
+        if isinstance(owner, str | bytes | list | dict | set):
+            args = sandbox.check_method(owner, getattr(target, "__name__", ""), args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(owner, list | dict | set) and len(owner) > sandbox.MAX_ITEMS:
+            raise SecurityError(f"the template grows a collection past {sandbox.MAX_ITEMS} items")
+        return sandbox.account(result)
 
     def join_path(self, template: str, parent: str) -> str:
         folder = parent.split("/", 1)[0]
@@ -100,20 +125,24 @@ class PromptLibrary:
             del self.sources[name]
 
     def render(self, bot: str, context: Mapping[str, Any]) -> str:
-        """Render `bot`'s system prompt with `context`, within the time, size and loop limits."""
-        template = self.env.get_template(f"{bot}/{PROMPT_FILE}")
-        self.env.budget.range_left = MAX_LOOP_ITEMS
-        deadline = time.monotonic() + MAX_RENDER_SECONDS
-        parts: list[str] = []
-        size = 0
-        for part in template.generate(context):
-            parts.append(part)
-            size += len(part)
-            if size > MAX_PROMPT_CHARS:
-                raise SecurityError(f"the rendered prompt is longer than {MAX_PROMPT_CHARS} characters")
-            if time.monotonic() > deadline:
-                raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g}s")
-        return "".join(parts)
+        """Render `bot`'s system prompt with `context`, within the time, size and work limits.
+
+        Blocking (up to MAX_RENDER_SECONDS): on an event loop, call it through `render_off_loop`.
+        """
+        budget = self.env.budget
+        budget.start()
+        try:
+            template = self.env.get_template(f"{bot}/{PROMPT_FILE}")
+            parts: list[str] = []
+            size = 0
+            for part in template.generate(context):
+                parts.append(part)
+                size += len(part)
+                if size > MAX_PROMPT_CHARS:
+                    raise SecurityError(f"the rendered prompt is longer than {MAX_PROMPT_CHARS} characters")
+            return "".join(parts)
+        finally:
+            budget.stop()
 
     # --- build-time checks -------------------------------------------------------------------
 
@@ -139,6 +168,15 @@ class PromptLibrary:
                     declared.add(node.name)  # report each name once per file
         return problems
 
+    def reachable(self, bot: str) -> list[str]:
+        """Names of the templates `bot`'s prompt uses, through include, import and extends, itself first."""
+        return [name for name in self._reachable(bot, []) if name in self.sources]
+
+    def own_templates(self, bot: str) -> dict[str, str]:
+        """`bot`'s own templates that its prompt uses, by file name (what the manifest keeps)."""
+        prefix = f"{bot}/"
+        return {n.removeprefix(prefix): self.sources[n] for n in sorted(self.reachable(bot)) if n.startswith(prefix)}
+
     def _reachable(self, bot: str, problems: list[Problem]) -> Iterator[str]:
         """The bot's prompt and every template it includes, reporting includes that don't exist."""
         seen: set[str] = set()
@@ -155,17 +193,20 @@ class PromptLibrary:
                 continue
             for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
                 target = getattr(node, "template", None)
-                if not isinstance(target, nodes.Const) or not isinstance(target.value, str):
-                    continue
-                resolved = self.env.join_path(target.value, name)
-                if resolved not in self.sources:
-                    if getattr(node, "ignore_missing", False):
-                        continue
+                # {% include ["a.j2", "b.j2"] %} tries each in turn
+                names = target.items if isinstance(target, nodes.List | nodes.Tuple) else [target]
+                if not all(isinstance(t, nodes.Const) and isinstance(t.value, str) for t in names):
+                    # Only the templates a build can see being used are shipped in the manifest.
                     problems.append(Problem(rel_path(name), node.lineno,
-                                            f"template {target.value!r} not found in "
+                                            "template names must be literal strings, e.g. {% include "
+                                            "\"part.j2\" %}: the build ships only the templates it sees used"))
+                    continue
+                found = [self.env.join_path(t.value, name) for t in names]  # type: ignore[union-attr]
+                todo += [r for r in found if r in self.sources]
+                if not any(r in self.sources for r in found) and not getattr(node, "ignore_missing", False):
+                    problems.append(Problem(rel_path(name), node.lineno,
+                                            f"template {names[0].value!r} not found in "  # type: ignore[union-attr]
                                             f"bots/{name.split('/')[0]}/ or bots/{SHARED_DIR}/"))
-                else:
-                    todo.append(resolved)
 
 
 def _declared_names(tree: nodes.Template) -> set[str]:
@@ -183,6 +224,25 @@ def _declared_names(tree: nodes.Template) -> set[str]:
             names.add(item[1] if isinstance(item, tuple) else item)
     names.update({"loop", "caller", "varargs", "kwargs", "super", "self"})
     return names
+
+
+T = TypeVar("T")
+_pool: ThreadPoolExecutor | None = None
+
+
+async def render_off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` (a render) on a worker thread, so a slow template never stalls the event loop;
+    RenderTimeout if it has not finished within HARD_DEADLINE (its thread stops at its own deadline).
+    """
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="polybot-render")
+    context = contextvars.copy_context()  # hooks' context() sees the caller's context variables
+    future = asyncio.get_running_loop().run_in_executor(_pool, functools.partial(context.run, fn, *args))
+    try:
+        return await asyncio.wait_for(future, HARD_DEADLINE)
+    except TimeoutError:
+        raise RenderTimeout(f"template error: rendering took longer than {MAX_RENDER_SECONDS:g}s") from None
 
 
 class _MappingLoader(BaseLoader):

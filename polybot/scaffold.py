@@ -147,7 +147,11 @@ def cmd_init(args: Any) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.write_text(text, "utf-8")
-        print(f"created {rel}")
+            print(f"created {rel}")
+        elif rel == ".gitignore" and _ignore_env(path):
+            print(f"updated {rel} (added .env: it holds your keys)")
+        else:
+            print(f"kept {rel} (it was already there)")
     where = _shown(root)
     cd = "" if root == Path.cwd().resolve() else f"cd {where} && "
     print(f"\nNext: {cd}polybot dev    (then, in another terminal: polybot chat Echo)")
@@ -204,11 +208,18 @@ def cmd_new(args: Any) -> int:
 
 
 def _literal(text: str) -> str:
-    """The system message as template text that renders to exactly itself."""
-    if re.search(r"\{[{%#]|[}%#]\}", text):
-        return "{% raw %}" + text.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}") + \
-            "{% endraw %}"
-    return text
+    """The system message as template text that renders to exactly itself: every opening
+    delimiter ({{, {% or {#) is written as an expression that outputs its first brace."""
+    return re.sub(r"\{(?=[{%#])", "{{ '{' }}", text)
+
+
+def _ignore_env(gitignore: Path) -> bool:
+    """Add `.env` to an existing .gitignore unless it is already ignored there; True if added."""
+    text = gitignore.read_text("utf-8")
+    if any(line.strip() in (".env", "/.env", ".env*", "*.env") for line in text.splitlines()):
+        return False
+    gitignore.write_text(text + ("" if text.endswith("\n") or not text else "\n") + ".env\n", "utf-8")
+    return True
 
 
 def cmd_providers_add(args: Any) -> int:

@@ -86,7 +86,9 @@ def stale(root: Path, manifest: Manifest) -> list[str]:
     changes = []
     if current.providers != manifest.providers:
         changes.append("providers.toml changed")
-    if current.shared_templates != manifest.shared_templates:
+    # The manifest holds only the partials some bot uses: one appearing or going is that bot's change.
+    if any(current.shared_templates[k] != v for k, v in manifest.shared_templates.items()
+           if k in current.shared_templates):
         changes.append("bots/_shared/ changed")
     for name in sorted(current.bots.keys() - manifest.bots.keys()):
         changes.append(f"bots/{name}/ is new")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import io
 import socket
 from pathlib import Path
@@ -109,7 +111,7 @@ def test_every_command_has_help_with_defaults_and_an_example() -> None:
         for action in sub._actions:
             if action.option_strings and action.dest not in ("help",):
                 assert action.help, f"polybot {name} {action.option_strings[0]} has no help"
-    assert "--port PORT    port to listen on (default: 8080)" in parser.parse_args(["dev"]).command_parser.format_help()
+    assert re.search(r"--port PORT +port to listen on \(default: 8080\)", parser.parse_args(["dev"]).command_parser.format_help())
 
 
 def test_port_in_use_is_one_line_with_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,7 +50,7 @@ def test_any_conversation_gets_a_valid_event_stream(base_url: str, query: list[d
     body = {"version": "1.2", "type": "query", "query": query, "user_id": "u", "conversation_id": "c",
             "message_id": "m", "temperature": temperature}
     response = httpx.post(f"{base_url}/Echo", json=body, headers={"Authorization": "Bearer x"}, timeout=30)
-    assert response.status_code in (200, 422), response.text  # 422: fastapi_poe refused the shape itself
+    assert response.status_code in (200, 400), response.text  # 400: not a Poe request (one line)
     if response.status_code != 200:
         return
     events = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]

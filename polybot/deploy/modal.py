@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -40,8 +39,9 @@ app = modal.App({app!r})
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install(
-{requirements}    )
+    # Exactly the versions `polybot build` ran with (build/constraints.txt), so production runs what
+    # was tested.
+    .pip_install_from_requirements(str(HERE / "constraints.txt"))
     # Not only .py files: polybot ships data files (presets.toml, ...) inside the package.
     .add_local_python_source("polybot", ignore=["**/*.pyc"])
     .add_local_dir(HERE, remote_path="/project/build", ignore=["{app_file}"])
@@ -81,16 +81,8 @@ def variables(manifest: Manifest) -> list[str]:
     """Names (never values) of every variable the deployed app needs."""
     names = {spec.access_key_env for spec in manifest.bots.values()}
     names |= {p.api_key_env for p in manifest.providers.values() if p.api_key_env}
+    names |= {v for p in manifest.providers.values() for v in p.headers_env.values()}
     return sorted(names)
-
-
-def requirements() -> list[str]:
-    """polybot's runtime dependencies, without extras."""
-    try:
-        found = importlib.metadata.requires("polybot-poe") or []
-    except importlib.metadata.PackageNotFoundError:  # an install from before the distribution's rename
-        found = importlib.metadata.requires("polybot") or []
-    return sorted(r for r in found if "extra ==" not in r)
 
 
 def render_modal_app(project: Path, app_name: str, manifest: Manifest) -> str:
@@ -104,7 +96,6 @@ def render_modal_app(project: Path, app_name: str, manifest: Manifest) -> str:
         secret=f"{app_name}-secrets",
         variables="".join(f"    {v}\n" for v in needed),
         assignments=" ".join(f'{v}="${v}"' for v in needed),
-        requirements="".join(f"        {r!r},\n" for r in requirements()),
         bots=_BOTS if has_hooks else "",
     )
 
@@ -125,6 +116,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Write build/modal_app.py, then `modal deploy` it once Modal is installed and logged in."""
     root: Path = args.project
     manifest = load_manifest(root / "build" / "manifest.json")
+    if not (root / "build" / "constraints.txt").is_file():
+        raise PolybotError(["build/constraints.txt: not found; run `polybot build` (it pins the versions the "
+                            "Modal image installs), then polybot deploy modal again"])
     name = app_name(root, args.name)
     path = root / "build" / APP_FILE
     path.write_text(render_modal_app(root, name, manifest), "utf-8")

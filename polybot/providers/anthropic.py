@@ -91,7 +91,7 @@ class AnthropicProvider(Provider):
         if self._client is None:
             c = self.config
             self._key = require_key(self.name, c, os.environ)
-            headers = dict(c.headers)
+            headers = c.request_headers()
             if c.api_version:
                 headers["anthropic-version"] = c.api_version
             self._client = anthropic.AsyncAnthropic(

@@ -78,7 +78,7 @@ class GeminiProvider(Provider):
             options = types.HttpOptions(
                 base_url=c.api_base,
                 api_version=c.api_version,
-                headers=c.headers or None,
+                headers=c.request_headers() or None,
                 timeout=int(c.timeout * 1000),
                 retry_options=types.HttpRetryOptions(attempts=1),  # polybot retries and fails over itself
                 httpx_async_client=self._http,

@@ -96,7 +96,7 @@ class OpenAIProvider(Provider):
         if self._client is None:
             c = self.config
             self._key = require_key(self.name, c, os.environ)
-            headers = dict(c.headers)
+            headers = c.request_headers()
             if c.api_version and self._key and "api-key" not in {k.lower() for k in headers}:
                 # api-version means an Azure-style endpoint, which takes API keys in `api-key`
                 # (a bearer token there must be an Entra token).

@@ -33,7 +33,7 @@ class PoeProvider(Provider):
         if self._session is None:
             c = self.config
             self._session = httpx.AsyncClient(timeout=httpx.Timeout(c.timeout, connect=min(10.0, c.timeout)),
-                                              headers=c.headers or None)
+                                              headers=c.request_headers() or None)
         return self._session
 
     def _key(self, request: ChatRequest) -> str:

@@ -73,10 +73,10 @@ def test_chat_prompt_and_live_build_errors(project: Path, page: Any, tmp_path: P
     assert all((shots / f).stat().st_size > 1000 for f in ("chat.png", "error-overlay.png", "fixed.png"))
 
 
-def test_playground_is_refused_off_loopback_without_the_flag(project: Path) -> None:
-    """Bound to all interfaces, the page answers loopback clients but not others (via Host)."""
+def test_playground_is_refused_for_other_host_names(project: Path) -> None:
+    """The page answers loopback names only: a DNS-rebound name (via Host) gets 403."""
     with polybot_process("dev", project=project) as (base, _):
         assert httpx.get(base + "/_polybot/state").status_code == 200
         forbidden = httpx.get(base + "/_polybot/state", headers={"host": "example.test"})
         assert forbidden.status_code == 403
-        assert "--open-playground" in forbidden.json()["detail"]
+        assert "--allow-host" in forbidden.json()["detail"]
