@@ -47,7 +47,7 @@ PREFIX = "/_polybot"
 #: The page sends this run's token in this header with every write; other pages cannot read it.
 TOKEN_HEADER = "x-polybot-token"
 #: Largest file the page may attach, and how many (most recent) files are kept in memory.
-MAX_UPLOAD = 10 * 1024 * 1024
+MAX_UPLOAD = 5 * 1024 * 1024  # base64 in JSON stays under the server's 8 MB body limit
 MAX_FILES = 64
 #: Content types whose text goes into the attachment's `parsed_content`, as Poe does.
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml", "application/yaml",
