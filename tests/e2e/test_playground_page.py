@@ -28,11 +28,16 @@ KEY = "sk-playground-key-never-shown"
 
 SLOW_HOOKS = '''
 import asyncio
+from pathlib import Path
 
 async def respond(request, bot):
-    for i in range(100):
-        yield f"word{i} "
-        await asyncio.sleep(0.1)
+    i = 0
+    try:
+        for i in range(100):
+            yield f"word{i} "
+            await asyncio.sleep(0.1)
+    finally:  # outside bots/, so that dev does not reload
+        (Path(__file__).parents[2] / "slow-ended.txt").write_text(str(i))
 '''
 
 TOOL_HOOKS = '''
@@ -202,7 +207,35 @@ def test_markdown_is_rendered_the_way_poe_does_and_sanitised(page: Any, shots: P
     page.screenshot(path=str(shots / "markdown.png"), full_page=True)
 
 
-def test_stop_ends_a_reply_midway(page: Any, shots: Path, dev: tuple[str, list[str]]) -> None:
+HOSTILE = [
+    "[x](JavaScript:alert(1))", "[x]( javascript:alert(1) )", "[x](java\tscript:alert(1))", "[x](vbscript:msgbox)",
+    "[x](data:text/html,<script>alert(1)</script>)", "<javascript:alert(1)>", "![x](data:image/svg+xml,<svg onload=alert(1)>)",
+    "![x](http://tracker.example/p.gif)", "[![x](javascript:alert(1))](javascript:alert(2))", "[x](javascript&#58;alert(1))",
+    "<iframe src=javascript:alert(1)></iframe>", "<style>*{display:none}</style>", "**<b onmouseover=alert(1)>x</b>**",
+    "`<script>alert(1)</script>`", "```\n</code></pre><script>alert(1)</script>\n```",
+]
+
+
+def test_hostile_markdown_makes_no_unsafe_element(page: Any) -> None:
+    """The renderer itself, on inputs that break naive sanitisers: every link it makes is http(s) or
+    mailto, every image is same-origin or https, and no element comes from the text."""
+    made = page.evaluate("""(cases) => cases.map((text) => {
+        const box = document.createElement("div");
+        markdown(box, text);
+        return { tags: [...box.querySelectorAll("*")].map((n) => n.tagName.toLowerCase()),
+                 hrefs: [...box.querySelectorAll("a")].map((a) => a.href),
+                 srcs: [...box.querySelectorAll("img")].map((i) => i.src),
+                 attrs: [...box.querySelectorAll("*")].flatMap((n) => [...n.attributes].map((a) => a.name)) };
+    })""", HOSTILE)
+    origin = page.evaluate("location.origin")
+    for text, out in zip(HOSTILE, made):
+        assert set(out["tags"]) <= {"p", "a", "img", "strong", "code", "pre", "span", "br"}, (text, out)
+        assert all(h.startswith(("http://", "https://", "mailto:")) for h in out["hrefs"]), (text, out)
+        assert all(src.startswith(("https://", origin)) for src in out["srcs"]), (text, out)
+        assert set(out["attrs"]) <= {"href", "rel", "target", "src", "alt", "class", "referrerpolicy"}, (text, out)
+
+
+def test_stop_ends_a_reply_midway(page: Any, shots: Path, project: Path) -> None:
     pick(page, "Slow")
     assert page.locator("#stop").is_disabled()
     send(page, "take your time")
@@ -215,6 +248,8 @@ def test_stop_ends_a_reply_midway(page: Any, shots: Path, dev: tuple[str, list[s
     time.sleep(0.8)
     assert body.inner_text() == shown and "word99" not in shown  # nothing more arrives
     assert page.locator("#stop").is_disabled()
+    ended = project / "slow-ended.txt"  # the bot's stream was closed on the server too, at once
+    assert ended.is_file() and int(ended.read_text()) < 30
     page.screenshot(path=str(shots / "stopped.png"))
     # The conversation goes on: the partial reply is part of the history sent next.
     pick(page, "Echo")
