@@ -52,7 +52,7 @@ def test_chat_prompt_and_live_build_errors(project: Path, page: Any, tmp_path: P
         page.goto(base + "/")
         page.locator(".bot[data-bot=Echo]").click()
         page.locator(".msg.bot", has_text="Say something").wait_for()
-        assert "You are the echo bot." in page.locator("#prompt").inner_text()
+        page.locator("#prompt", has_text="You are the echo bot.").wait_for()
 
         page.fill("#input", "hello from the browser")
         page.click("button[type=submit]")
