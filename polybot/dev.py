@@ -233,6 +233,7 @@ def cmd_dev(args: Any) -> int:
             stop.set()
             watcher.cancel()
             await workspace.pool.aclose()
+            await playground.aclose()
 
     try:
         return asyncio.run(main())

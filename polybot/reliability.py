@@ -138,6 +138,13 @@ class ReplyInfo:
     #: Of the last failure (a reply that ended in an error): the provider's HTTP status, Retry-After.
     status: int | None = None
     retry_after: float | None = None
+    #: What the reply log line says (for the playground's trace): every provider call made, whether
+    #: a fallback answered, time to first token and to the end, and why each failed call failed.
+    attempts: int = 0
+    fallback: bool = False
+    ttft_ms: int | None = None
+    duration_ms: int = 0
+    failures: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +311,10 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
         if info is not None:
             info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
             info.tool_rounds = rounds
+            info.attempts, info.fallback = attempts, used is not chain[0]
+            info.ttft_ms = None if first_token is None else round(first_token * 1000)
+            info.duration_ms = round((time.monotonic() - started) * 1000)
+            info.failures = [f.message for f in failures]
             if failures:
                 info.status, info.retry_after = failures[-1].status, failures[-1].retry_after
         # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.

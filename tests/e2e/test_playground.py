@@ -17,7 +17,8 @@ from tests.e2e.helpers import polybot_process
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="Debian's chromium is not installed (apt-get install chromium)")
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -28,7 +29,8 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     for name, toml, prompt in [("Echo", 'provider = "echo"\n[poe]\nintroduction_message = "Say something"\n',
                                 "You are the echo bot."),
-                               ("Poet", 'provider = "echo"\n', "You write poems about {{ vars.topic | default('sea') }}.")]:
+                               ("Poet", 'provider = "echo"\n',
+                                "You write poems about {{ vars.topic | default('sea') }}.")]:
         (root / "bots" / name).mkdir(parents=True)
         (root / "bots" / name / "bot.toml").write_text(toml)
         (root / "bots" / name / "system.md.j2").write_text(prompt)
@@ -52,7 +54,7 @@ def test_chat_prompt_and_live_build_errors(project: Path, page: Any, tmp_path: P
         page.goto(base + "/")
         page.locator(".bot[data-bot=Echo]").click()
         page.locator(".msg.bot", has_text="Say something").wait_for()
-        assert "You are the echo bot." in page.locator("#prompt").inner_text()
+        page.locator("#prompt", has_text="You are the echo bot.").wait_for()
 
         page.fill("#input", "hello from the browser")
         page.click("button[type=submit]")
