@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
                             env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 30
     while True:
@@ -55,14 +55,17 @@ async def one(client: httpx.AsyncClient, url: str, expect: int) -> float | None:
     """Time to the first text event, None for a failed conversation (an error event, no `done`)."""
     started = time.perf_counter()
     first = None
-    async with client.stream("POST", url, json=BODY, headers={"Authorization": "Bearer x"}) as r:
-        async for line in r.aiter_lines():
-            if line == "event: text":
-                first = first if first is not None else time.perf_counter() - started
-            elif line == "event: error":
-                return None
-            elif line == "event: done":
-                return first
+    try:
+        async with client.stream("POST", url, json=BODY, headers={"Authorization": "Bearer x"}) as r:
+            async for line in r.aiter_lines():
+                if line == "event: text":
+                    first = first if first is not None else time.perf_counter() - started
+                elif line == "event: error":
+                    return None
+                elif line == "event: done":
+                    return first
+    except httpx.TransportError:
+        pass
     return None
 
 
@@ -88,12 +91,15 @@ def project(root: Path, provider_url: str) -> Path:
 
 
 def scenario(name: str, conversations: int, chunks: int, delay_ms: float, rounds: int, tmp: Path,
-             with_sync: bool, who_runs: tuple[str, ...] = ("polybot", "peer", "floor")) -> dict[str, object]:
+             with_sync: bool, who_runs: tuple[str, ...] = ("polybot", "peer", "floor"),
+             variants: dict[str, str] | None = None) -> dict[str, object]:
+    """`variants`: other polybot source trees (name -> directory, e.g. an earlier commit), run alike."""
+    variants = variants or {}
     fake_port = free_port()
     fake = start([PY, str(HERE / "peers" / "fake_openai.py"), str(fake_port), str(chunks), str(delay_ms)], fake_port)
     provider_url = f"http://127.0.0.1:{fake_port}/v1"
     root = project(tmp / name, provider_url)
-    times: dict[str, list[float]] = {"polybot": [], "peer": [], "floor": [], "seed_sync": []}
+    times: dict[str, list[float]] = {"polybot": [], "peer": [], "floor": [], "seed_sync": [], **{v: [] for v in variants}}
     ttft: dict[str, list[float]] = {k: [] for k in times}
     errors: dict[str, int] = {k: 0 for k in times}
     try:
@@ -104,13 +110,16 @@ def scenario(name: str, conversations: int, chunks: int, delay_ms: float, rounds
             "seed_sync": lambda port: [PY, str(HERE / "peers" / "openai_peer.py"), str(port), provider_url, "--sync"],
             "floor": lambda port: [PY, str(HERE / "peers" / "floor.py"), str(port), provider_url],
         }
-        order = list(who_runs) + (["seed_sync"] if with_sync else [])
+        order = list(who_runs) + list(variants) + (["seed_sync"] if with_sync else [])
+        env = {v: {"PYTHONPATH": path} for v, path in variants.items()}
+        for v in variants:
+            servers[v] = servers["polybot"]
         for r in range(rounds):
             for who in (order if r % 2 == 0 else list(reversed(order))):
                 if who == "seed_sync" and r > 0:
                     continue  # one run is enough to show what blocking the loop costs
                 port = free_port()
-                proc = start(servers[who](port), port, {"FAKE_KEY": "k"})
+                proc = start(servers[who](port), port, {"FAKE_KEY": "k", **env.get(who, {})})
                 try:
                     asyncio.run(load(f"http://127.0.0.1:{port}/Stream", 5, chunks))  # warm-up
                     elapsed, failed, first = asyncio.run(load(f"http://127.0.0.1:{port}/Stream", conversations,
@@ -140,17 +149,20 @@ def main() -> None:
     parser.add_argument("--only", choices=["a", "b", "c"], action="append",
                         help="a: 200 x 20 x 20 ms (+ seed-style), b: 100 x 200 x 0 ms, c: 1000 x 20 x 20 ms")
     parser.add_argument("--out", default="stream.json")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                        help="also run polybot from DIR (e.g. `git archive` of an earlier commit)")
     args = parser.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant)
     only = args.only or ["a", "b", "c"]
     tmp = Path(tempfile.mkdtemp(prefix="polybot-stream-"))
     results = {}
     try:
         if "a" in only:
-            results["200x20chunks_20ms"] = scenario("a", 200, 20, 20, args.rounds, tmp, with_sync=True)
+            results["200x20chunks_20ms"] = scenario("a", 200, 20, 20, args.rounds, tmp, with_sync=True, variants=variants)
         if "b" in only:
-            results["100x200chunks_0ms"] = scenario("b", 100, 200, 0, args.rounds, tmp, with_sync=False)
+            results["100x200chunks_0ms"] = scenario("b", 100, 200, 0, args.rounds, tmp, with_sync=False, variants=variants)
         if "c" in only:
-            results["1000x20chunks_20ms"] = scenario("c", 1000, 20, 20, args.rounds, tmp, with_sync=False)
+            results["1000x20chunks_20ms"] = scenario("c", 1000, 20, 20, args.rounds, tmp, with_sync=False, variants=variants)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     (HERE / "out").mkdir(exist_ok=True)

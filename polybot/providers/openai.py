@@ -94,6 +94,7 @@ class OpenAIProvider(Provider):
 
     def _get_client(self) -> openai.AsyncOpenAI:
         openai = _sdk()
+        from polybot.providers.pool import ShardedTransport
         if self._client is None:
             c = self.config
             self._key = require_key(self.name, c, os.environ)
@@ -109,6 +110,7 @@ class OpenAIProvider(Provider):
                 default_query={"api-version": c.api_version} if c.api_version else None,
                 max_retries=0,  # polybot retries (and fails over) itself
                 timeout=openai.Timeout(c.timeout, connect=min(10.0, c.timeout)),
+                http_client=openai.DefaultAsyncHttpxClient(transport=ShardedTransport()),
             )
         return self._client
 
