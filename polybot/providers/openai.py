@@ -94,7 +94,7 @@ class OpenAIProvider(Provider):
 
     def _get_client(self) -> openai.AsyncOpenAI:
         openai = _sdk()
-        from polybot.providers.pool import ShardedTransport
+        from polybot.providers.pool import LeanTransport
         if self._client is None:
             c = self.config
             self._key = require_key(self.name, c, os.environ)
@@ -110,7 +110,7 @@ class OpenAIProvider(Provider):
                 default_query={"api-version": c.api_version} if c.api_version else None,
                 max_retries=0,  # polybot retries (and fails over) itself
                 timeout=openai.Timeout(c.timeout, connect=min(10.0, c.timeout)),
-                http_client=openai.DefaultAsyncHttpxClient(transport=ShardedTransport()),
+                http_client=openai.DefaultAsyncHttpxClient(transport=LeanTransport()),
             )
         return self._client
 
@@ -119,7 +119,11 @@ class OpenAIProvider(Provider):
         openai = _sdk()
         client = self._get_client()
         body = self.body(request)
-        extra = body.pop("extra_body", None)
+        # Everything but the model goes in extra_body, which the SDK sends as it is: its params
+        # transform (walking TypedDict annotations over every message) costs more than the reply's
+        # streaming. The JSON sent is the same; params still override what precedes them.
+        extra = {k: v for k, v in body.items() if k not in ("model", "stream", "extra_body")}
+        extra.update(body.get("extra_body") or {})
         refusal: list[str] = []
         text: list[str] = []
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
@@ -127,7 +131,8 @@ class OpenAIProvider(Provider):
         try:
             # The SDK builds the request, authenticates and raises status errors; the body is read
             # raw, one JSON value per event instead of a pydantic model per chunk.
-            async with client.chat.completions.with_streaming_response.create(**body, extra_body=extra) as response:
+            async with client.chat.completions.with_streaming_response.create(
+                    model=body["model"], messages=[], stream=True, extra_body=extra) as response:
                 done = False
                 async for _, data in sse.events(response.http_response.aiter_bytes()):
                     if done:

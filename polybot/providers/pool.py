@@ -1,64 +1,226 @@
-"""Connection pools for many concurrent provider streams: one pool split into small shards.
+"""A lean HTTP/1.1 transport for the provider SDKs' streaming calls, on asyncio's own sockets.
 
-httpcore's connection pool re-examines every connection it holds each time a request starts or
-ends, so a pool of n connections costs O(n) per request and O(n²) per wave of n concurrent
-replies: at 1000 concurrent streams that bookkeeping outweighs the streaming itself. A
-`ShardedTransport` holds several small pools (sharing one TLS context) and sends each request to
-the pool with the fewest requests in flight; each pool's bookkeeping stays small.
+The SDK still builds each request (URL, auth, headers, JSON body) and turns error statuses into
+its error types; httpx2 still follows its timeouts and decodes the body. Only the wire work under
+them changes. httpcore's pool re-examines every connection it holds when a request starts or
+ends (O(n) per request, O(n²) for a wave of n concurrent replies) and opens an anyio cancel scope
+around every socket read; at 1000 concurrent streams that outweighed the streaming itself. Here
+an idle connection is popped from a list, and a read is one `asyncio.timeout` around a buffered
+stream read. Failures raise httpx2's own exceptions (ConnectError, ConnectTimeout, ReadTimeout,
+ReadError, RemoteProtocolError), so the SDK maps them exactly as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
 
-#: Connections per shard: the bookkeeping per request is proportional to this, not to the total.
-SHARD_SIZE = 64
+#: The longest status line plus headers accepted from a provider.
+MAX_HEAD = 256 * 1024
 
 
-class ShardedTransport(httpx2.AsyncBaseTransport):
-    """Spreads requests over pools of at most SHARD_SIZE connections, `max_connections` in all."""
+class LeanTransport(httpx2.AsyncBaseTransport):
+    """HTTP/1.1 with keep-alive: at most `max_idle` idle connections per origin are kept."""
 
-    def __init__(self, max_connections: int = 1024, max_keepalive: int = 1024, **options: Any) -> None:
-        shards = max(1, -(-max_connections // SHARD_SIZE))
-        verify = httpx2.create_ssl_context()  # one TLS context for every shard (it is not small)
-        limits = httpx2.Limits(max_connections=-(-max_connections // shards),
-                               max_keepalive_connections=max(1, max_keepalive // shards))
-        self._shards = [httpx2.AsyncHTTPTransport(verify=verify, limits=limits, **options) for _ in range(shards)]
-        self._busy = [0] * shards
+    def __init__(self, max_idle: int = 1000) -> None:
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._max_idle = max_idle
+        self._tls: ssl.SSLContext | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        busy = self._busy
-        index = busy.index(min(busy))
-        busy[index] += 1
+        url = request.url
+        scheme = url.scheme
+        port = url.port or (443 if scheme == "https" else 80)
+        origin = (scheme, url.host, port)
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
+        head += [b"%s: %s\r\n" % (k, v) for k, v in request.headers.raw]
+        if body and "content-length" not in request.headers:
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        data = b"".join(head) + body
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                try:
+                    return await conn.exchange(data, timeouts, self._release)
+                except _Stale:
+                    continue  # the server closed it while idle: a fresh connection follows
+        conn = await self._connect(origin, timeouts)
         try:
-            response = await self._shards[index].handle_async_request(request)
-        except BaseException:
-            busy[index] -= 1
-            raise
-        response.stream = _Release(response.stream, busy, index)
-        return response
+            return await conn.exchange(data, timeouts, self._release)
+        except _Stale:
+            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.") from None
+
+    async def _connect(self, origin: tuple[str, str, int], timeouts: dict[str, Any]) -> _Connection:
+        scheme, host, port = origin
+        tls = None
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = httpx2.create_ssl_context()
+            tls = self._tls
+        try:
+            async with asyncio.timeout(timeouts.get("connect")):
+                reader, writer = await asyncio.open_connection(host, port, ssl=tls, limit=MAX_HEAD,
+                                                               server_hostname=host if tls else None)
+        except TimeoutError:
+            raise httpx2.ConnectTimeout("timed out connecting") from None
+        except OSError as exc:
+            raise httpx2.ConnectError(str(exc)) from exc
+        return _Connection(origin, reader, writer)
+
+    def _release(self, conn: _Connection) -> None:
+        idle = self._idle.setdefault(conn.origin, [])
+        if len(idle) < self._max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
 
     async def aclose(self) -> None:
-        for shard in self._shards:
-            await shard.aclose()
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
 
 
-class _Release(httpx2.AsyncByteStream):
-    """A response body that gives its shard's slot back when it is closed."""
+class _Stale(Exception):
+    """A kept-alive connection the server had closed before it answered."""
 
-    def __init__(self, stream: Any, busy: list[int], index: int) -> None:
-        self._stream = stream
-        self._busy = busy
-        self._index = index
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.__aiter__()  # type: ignore[no-any-return]
+class _Connection:
+    def __init__(self, origin: tuple[str, str, int], reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.origin = origin
+        self.reader = reader
+        self.writer = writer
+        self.used = False
+
+    def usable(self) -> bool:
+        if self.writer.is_closing() or self.reader.at_eof():
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def exchange(self, data: bytes, timeouts: dict[str, Any], release: Any) -> httpx2.Response:
+        reused, self.used = self.used, True
+        reader = self.reader
+        try:
+            self.writer.write(data)
+            async with asyncio.timeout(timeouts.get("write")):
+                await self.writer.drain()
+            async with asyncio.timeout(timeouts.get("read")):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            self.close()
+            raise httpx2.ReadTimeout("timed out reading the response") from None
+        except asyncio.IncompleteReadError as exc:
+            self.close()
+            if reused and not exc.partial:
+                raise _Stale() from None
+            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.") from None
+        except asyncio.LimitOverrunError:
+            self.close()
+            raise httpx2.RemoteProtocolError("response head too long") from None
+        except OSError as exc:
+            self.close()
+            if reused:
+                raise _Stale() from None
+            raise httpx2.ReadError(str(exc)) from exc
+        lines = head[:-4].split(b"\r\n")
+        try:
+            version, status, *_ = lines[0].split(b" ", 2)
+            code = int(status)
+            headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(b":") for line in lines[1:])]
+        except ValueError:
+            self.close()
+            raise httpx2.RemoteProtocolError("malformed response head") from None
+        chunked, length, keep = False, None, version == b"HTTP/1.1"
+        for k, v in headers:
+            name = k.lower()
+            if name == b"transfer-encoding":
+                chunked = b"chunked" in v.lower()
+            elif name == b"content-length":
+                length = int(v) if v.isdigit() else None
+            elif name == b"connection":
+                keep = keep and b"close" not in v.lower()
+        if chunked:
+            length = None
+        read_timeout = timeouts.get("read")
+        stream = _Body(self, chunked, length, keep and (chunked or length is not None), read_timeout, release)
+        return httpx2.Response(code, headers=headers, stream=stream,
+                               extensions={"http_version": version, "reason_phrase": b""})
+
+
+class _Body(httpx2.AsyncByteStream):
+    """A response body (chunked, sized, or up to EOF); the connection is kept only when read whole."""
+
+    def __init__(self, conn: _Connection, chunked: bool, length: int | None, keep: bool,
+                 read_timeout: float | None, release: Any) -> None:
+        self._conn = conn
+        self._chunked = chunked
+        self._length = length
+        self._keep = keep
+        self._timeout = read_timeout
+        self._release = release
+        self._done = False
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        reader = self._conn.reader
+        timeout = self._timeout
+        try:
+            if self._chunked:
+                while True:
+                    async with asyncio.timeout(timeout):
+                        size_line = await reader.readuntil(b"\r\n")
+                        size = int(size_line.split(b";", 1)[0].strip(), 16)
+                        if size == 0:
+                            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                                pass  # trailers
+                            break
+                        piece = await reader.readexactly(size + 2)
+                    yield piece[:-2]
+            elif self._length is not None:
+                left = self._length
+                while left > 0:
+                    async with asyncio.timeout(timeout):
+                        piece = await reader.read(min(left, 65536))
+                    if not piece:
+                        raise asyncio.IncompleteReadError(b"", left)
+                    left -= len(piece)
+                    yield piece
+            else:
+                while True:
+                    async with asyncio.timeout(timeout):
+                        piece = await reader.read(65536)
+                    if not piece:
+                        break
+                    yield piece
+            self._done = True
+        except TimeoutError:
+            raise httpx2.ReadTimeout("timed out reading the response") from None
+        except (asyncio.IncompleteReadError, ValueError):
+            raise httpx2.RemoteProtocolError(
+                "peer closed connection without sending complete message body") from None
+        except asyncio.LimitOverrunError:
+            raise httpx2.RemoteProtocolError("chunk header too long") from None
+        except OSError as exc:
+            raise httpx2.ReadError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        if self._index >= 0:
-            self._busy[self._index] -= 1
-            self._index = -1
-        await self._stream.aclose()
+        if self._closed:
+            return
+        self._closed = True
+        if self._done and self._keep:
+            self._release(self._conn)
+        else:
+            self._conn.close()
