@@ -178,13 +178,53 @@ async def _stream(source: AsyncIterator[bytes], receive: Receive, send: Send) ->
 
 
 async def _pump(source: AsyncIterator[bytes], send: Send) -> None:
+    """Send every frame of `source`; frames that wait while a send is under way go out together.
+
+    The reply runs in its own task and queues frames; this loop sends whatever is queued in one
+    write. A client that keeps up gets each frame as soon as it exists; when the client or the
+    loop falls behind, the waiting frames leave in one send instead of one each (the bytes are
+    the same).
+    """
+    loop = asyncio.get_running_loop()
+    queued: list[bytes] = []
+    waiting: list[asyncio.Future[None]] = []
+    producer = asyncio.ensure_future(_produce(source, queued, waiting))
+    try:
+        while True:
+            if not queued:
+                if producer.done():
+                    break
+                wake: asyncio.Future[None] = loop.create_future()
+                waiting.append(wake)
+                await wake
+                continue
+            body = queued[0] if len(queued) == 1 else b"".join(queued)
+            queued.clear()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        producer.result()  # an exception of the reply's task surfaces here
+    finally:
+        if not producer.done():
+            producer.cancel()  # the client went away or a send failed: stop the reply
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+
+async def _produce(source: AsyncIterator[bytes], queued: list[bytes], waiting: list[asyncio.Future[None]]) -> None:
     try:
         async for frame in source:
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            queued.append(frame)
+            if waiting:
+                wake = waiting.pop()
+                if not wake.done():
+                    wake.set_result(None)
     finally:
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
+        while waiting:
+            wake = waiting.pop()
+            if not wake.done():
+                wake.set_result(None)
 
 
 async def _until_disconnect(receive: Receive) -> None:
