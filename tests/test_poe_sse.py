@@ -99,3 +99,37 @@ async def test_keys_settings_and_bad_bodies_still_answer_as_fastapi_poe(tmp_path
     bad = {**BODY, "query": "not a list"}
     ours, theirs = await post(server.app, "/Rich", bad, "r" * 32), await post(reference, "/Rich", bad, "r" * 32)
     assert ours.status_code == theirs.status_code and ours.status_code >= 400
+
+
+async def test_a_client_that_goes_away_cancels_the_reply(tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import sys
+
+    hooks = ("import asyncio\nCANCELLED = []\n\nasync def respond(request, bot):\n    yield 'first'\n"
+             "    try:\n        await asyncio.sleep(30)\n    except asyncio.CancelledError:\n"
+             "        CANCELLED.append(True)\n        raise\n    yield 'never'\n")
+    server = served(tmp_path, hooks)
+    gone = asyncio.Event()
+    sent: list[dict[str, object]] = []
+    calls = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": json.dumps(BODY).encode(), "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+        if b"first" in message.get("body", b""):  # type: ignore[operator]
+            gone.set()
+
+    scope = {"type": "http", "method": "POST", "path": "/Rich", "raw_path": b"/Rich", "query_string": b"",
+             "headers": [(b"authorization", b"Bearer x"), (b"content-type", b"application/json")],
+             "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+    await asyncio.wait_for(server.app(scope, receive, send), 5)  # type: ignore[arg-type]
+    assert sys.modules["polybot_hooks_Rich"].CANCELLED == [True]
+    assert not any(b"never" in m.get("body", b"") for m in sent)  # type: ignore[operator]
