@@ -110,6 +110,9 @@ class _Connection:
     def close(self) -> None:
         self.writer.close()
 
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
     async def exchange(self, data: bytes, timeouts: dict[str, Any], release: Any) -> httpx2.Response:
         reused, self.used = self.used, True
         reader = self.reader
@@ -176,45 +179,69 @@ class _Body(httpx2.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         reader = self._conn.reader
+        loop = asyncio.get_running_loop()
+        # One timer per response, not one per read: it re-arms itself while data keeps coming,
+        # and cuts the connection once a read has waited `timeout` seconds.
+        last = loop.time()
+        timed_out = False
+        timer: asyncio.TimerHandle | None = None
         timeout = self._timeout
+
+        def check() -> None:
+            nonlocal timer, timed_out
+            assert timeout is not None
+            idle = loop.time() - last
+            if idle >= timeout:
+                timed_out = True
+                self._conn.abort()
+            else:
+                timer = loop.call_later(timeout - idle, check)
+
+        if timeout is not None:
+            timer = loop.call_later(timeout, check)
         try:
             if self._chunked:
                 while True:
-                    async with asyncio.timeout(timeout):
-                        size_line = await reader.readuntil(b"\r\n")
-                        size = int(size_line.split(b";", 1)[0].strip(), 16)
-                        if size == 0:
-                            while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                                pass  # trailers
-                            break
-                        piece = await reader.readexactly(size + 2)
+                    size_line = await reader.readuntil(b"\r\n")
+                    size = int(size_line.split(b";", 1)[0].strip(), 16)
+                    if size == 0:
+                        while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                            pass  # trailers
+                        break
+                    piece = await reader.readexactly(size + 2)
+                    last = loop.time()
                     yield piece[:-2]
             elif self._length is not None:
                 left = self._length
                 while left > 0:
-                    async with asyncio.timeout(timeout):
-                        piece = await reader.read(min(left, 65536))
+                    piece = await reader.read(min(left, 65536))
                     if not piece:
                         raise asyncio.IncompleteReadError(b"", left)
+                    last = loop.time()
                     left -= len(piece)
                     yield piece
             else:
                 while True:
-                    async with asyncio.timeout(timeout):
-                        piece = await reader.read(65536)
+                    piece = await reader.read(65536)
                     if not piece:
                         break
+                    last = loop.time()
                     yield piece
+            if timed_out:
+                raise asyncio.IncompleteReadError(b"", None)
             self._done = True
-        except TimeoutError:
-            raise httpx2.ReadTimeout("timed out reading the response") from None
-        except (asyncio.IncompleteReadError, ValueError):
+        except (asyncio.IncompleteReadError, ValueError, OSError) as exc:
+            if timed_out:
+                raise httpx2.ReadTimeout("timed out reading the response") from None
+            if isinstance(exc, OSError):
+                raise httpx2.ReadError(str(exc)) from exc
             raise httpx2.RemoteProtocolError(
                 "peer closed connection without sending complete message body") from None
         except asyncio.LimitOverrunError:
             raise httpx2.RemoteProtocolError("chunk header too long") from None
-        except OSError as exc:
-            raise httpx2.ReadError(str(exc)) from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def aclose(self) -> None:
         if self._closed:
