@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,12 +152,13 @@ def main() -> None:
         done: list[dict[str, object]] = []
         warm_rss = None
         started = time.perf_counter()
-        for i, size in enumerate(sizes):
+        for size in sizes:
             done += asyncio.run(wave(url, size))
             if warm_rss is None and len(done) >= args.soak // 10:
                 warm_rss = rss_mb(proc.pid)
         end_rss = rss_mb(proc.pid)
-        results["soak"] = {**summary(done, time.perf_counter() - started), "rss_after_warmup_mb": round(warm_rss or 0, 1),
+        results["soak"] = {**summary(done, time.perf_counter() - started),
+                           "rss_after_warmup_mb": round(warm_rss or 0, 1),
                            "rss_end_mb": round(end_rss, 1),
                            "growth_pct": round(100 * (end_rss - (warm_rss or end_rss)) / (warm_rss or end_rss), 1)}
         proc.terminate()

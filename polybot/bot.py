@@ -18,10 +18,10 @@ from polybot.controls import OVERRIDABLE, allowed_params, default_params, parame
 from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
 from polybot.hookloader import Hooks, hook_problem
 from polybot.manifest import BotSpec
+from polybot.pricing import Meter, charges
 from polybot.prompts import PromptLibrary, RenderTimeout, render_off_loop, render_problem
 from polybot.providers.base import ChatRequest, FileOut, Message, Origin, ToolCall, ToolSpec
 from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, ToolActivity, Tools, stream_chain
-from polybot.pricing import Meter, charges
 from polybot.security import clean_request
 from polybot.tools import ToolBox, load_tools
 

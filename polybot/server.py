@@ -19,6 +19,7 @@ from polybot.bot import PolyPoeBot, Runtime
 from polybot.errors import PolybotError
 from polybot.hookloader import load_hooks
 from polybot.manifest import Manifest
+from polybot.poe_sse import PoeStream
 from polybot.project import SHARED_DIR
 from polybot.prompts import PromptLibrary
 from polybot.reliability import ProviderPool
@@ -38,6 +39,8 @@ class BotServer:
         self.dev = dev
         self.bots: dict[str, PolyPoeBot] = {}
         self.app = FastAPI(title="polybot", docs_url=None, redoc_url=None, openapi_url=None)
+        # Starlette wraps each added middleware around the ones before it: the guard runs first.
+        self.app.add_middleware(PoeStream, bots=self.bots)  # innermost: queries, written as SSE bytes
         self.app.add_middleware(_Guard, server=self, limit=MAX_BODY_BYTES)
 
         async def health(request: Request) -> Response:

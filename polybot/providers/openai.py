@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from polybot.providers import sse
 from polybot.providers.base import (
     ChatRequest,
     Chunk,
@@ -108,6 +109,7 @@ class OpenAIProvider(Provider):
                 default_query={"api-version": c.api_version} if c.api_version else None,
                 max_retries=0,  # polybot retries (and fails over) itself
                 timeout=openai.Timeout(c.timeout, connect=min(10.0, c.timeout)),
+                http_client=_http_client(openai),
             )
         return self._client
 
@@ -116,37 +118,58 @@ class OpenAIProvider(Provider):
         openai = _sdk()
         client = self._get_client()
         body = self.body(request)
-        extra = body.pop("extra_body", None)
+        # Everything but the model goes in extra_body, which the SDK sends as it is: its params
+        # transform (walking TypedDict annotations over every message) costs more than the reply's
+        # streaming. The JSON sent is the same; params still override what precedes them.
+        extra = {k: v for k, v in body.items() if k not in ("model", "stream", "extra_body")}
+        extra.update(body.get("extra_body") or {})
         refusal: list[str] = []
         text: list[str] = []
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
         finish: str | None = None
         try:
-            stream = await client.chat.completions.create(**body, extra_body=extra)
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        _fill_usage(usage, chunk.usage)
+            # The SDK builds the request, authenticates and raises status errors; the body is read
+            # raw, one JSON value per event instead of a pydantic model per chunk.
+            async with client.chat.completions.with_streaming_response.create(
+                    model=body["model"], messages=[], stream=True, extra_body=extra) as response:
+                done = False
+                async for _, data in sse.events(response.http_response.aiter_bytes()):
+                    if done:
+                        continue  # read to the end, so the connection goes back to the pool
+                    if data.startswith("[DONE]"):
+                        done = True
+                        continue
+                    chunk = sse.loads(data)
+                    if not isinstance(chunk, dict):
+                        continue
+                    if chunk.get("error"):
+                        raise ProviderError(f"{self.name} failed mid-stream: "
+                                            f"{self._detail_of(chunk['error']) or 'error event'}", retryable=True)
+                    reported = chunk.get("usage")
+                    if reported is not None:
+                        _fill_usage(usage, reported)
                     # Compatible servers may send null choices or deltas (e.g. Azure filter chunks).
-                    for choice in chunk.choices or ():
-                        delta = choice.delta
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta")
                         if delta is not None:
-                            thinking = _reasoning(delta)
-                            if thinking:
+                            thinking = delta.get("reasoning_content") or delta.get("reasoning")
+                            if thinking and isinstance(thinking, str):
                                 yield Thinking(thinking)
-                            if delta.content:
-                                text.append(delta.content)
-                                yield delta.content
-                            if delta.refusal:
-                                refusal.append(delta.refusal)
-                            for call in delta.tool_calls or ():
-                                entry = calls.setdefault(call.index, ["", "", ""])
-                                entry[0] = call.id or entry[0]
-                                if call.function is not None:
-                                    entry[1] = call.function.name or entry[1]
-                                    entry[2] += call.function.arguments or ""
-                        if choice.finish_reason:
-                            finish = choice.finish_reason
+                            content = delta.get("content")
+                            if content:
+                                text.append(content)
+                                yield content
+                            if delta.get("refusal"):
+                                refusal.append(delta["refusal"])
+                            for call in delta.get("tool_calls") or ():
+                                entry = calls.setdefault(call.get("index"), ["", "", ""])
+                                entry[0] = call.get("id") or entry[0]
+                                function = call.get("function")
+                                if function is not None:
+                                    entry[1] = function.get("name") or entry[1]
+                                    entry[2] += function.get("arguments") or ""
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
         except openai.APIStatusError as exc:
             if _prompt_filtered(exc):
                 # Azure OpenAI answers a prompt its content filter flags with 400, code "content_filter".
@@ -163,6 +186,8 @@ class OpenAIProvider(Provider):
             raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except openai.APIConnectionError as exc:
             raise ProviderError(f"{self.name} connection failed: {cause_name(exc)}", retryable=True) from None
+        except _timeout_errors():  # mid-stream, from the raw body
+            raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except openai.APIError as exc:  # an {"error": ...} event inside a 200 stream
             raise ProviderError(f"{self.name} failed mid-stream: {self._detail(exc) or 'error event'}",
                                 retryable=True) from None
@@ -225,8 +250,11 @@ class OpenAIProvider(Provider):
 
     def _detail(self, exc: Any) -> str:
         """The provider's own error message, shortened and with the key masked if echoed."""
+        return self._detail_of(exc.body)
+
+    def _detail_of(self, body: object) -> str:
         # The SDK unwraps {"error": ...}; what remains is a dict, or a bare string (e.g. ollama).
-        message: object = exc.body
+        message: object = body
         if isinstance(message, dict):
             error = message.get("error")
             message = message.get("message") or (error.get("message") if isinstance(error, dict) else error)
@@ -277,23 +305,15 @@ def _image_url(url: str, content_type: str, data: bytes | None) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _reasoning(delta: Any) -> str | None:
-    """Reasoning text of OpenAI-compatible servers: `reasoning_content` (DeepSeek, vLLM, Together)
-    or `reasoning` (OpenRouter, Groq); OpenAI itself never streams it."""
-    extra = delta.model_extra or {}
-    value = extra.get("reasoning_content") or extra.get("reasoning")
-    return value if isinstance(value, str) else None
-
-
-def _fill_usage(usage: Usage, reported: Any) -> None:
-    usage.input_tokens = reported.prompt_tokens
-    usage.output_tokens = reported.completion_tokens
-    completion = reported.completion_tokens_details
-    if completion is not None and completion.reasoning_tokens is not None:
-        usage.reasoning_tokens = completion.reasoning_tokens
-    prompt = reported.prompt_tokens_details
-    if prompt is not None and prompt.cached_tokens is not None:
-        usage.cached_tokens = prompt.cached_tokens
+def _fill_usage(usage: Usage, reported: dict[str, Any]) -> None:
+    usage.input_tokens = reported.get("prompt_tokens")
+    usage.output_tokens = reported.get("completion_tokens")
+    completion = reported.get("completion_tokens_details")
+    if completion is not None and completion.get("reasoning_tokens") is not None:
+        usage.reasoning_tokens = completion["reasoning_tokens"]
+    prompt = reported.get("prompt_tokens_details")
+    if prompt is not None and prompt.get("cached_tokens") is not None:
+        usage.cached_tokens = prompt["cached_tokens"]
 
 
 def _prompt_filtered(exc: Any) -> bool:
@@ -306,10 +326,36 @@ def _context_overflow(exc: Any) -> bool:
     return body.get("code") == "context_length_exceeded" or "maximum context length" in str(body.get("message"))
 
 
+#: Environment variables httpx reads for proxies; the lean transport would not honour them.
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
+def _http_client(openai: Any) -> Any:
+    """The SDK's client over polybot's lean transport (bench/README.md, issue #16), or over httpx's
+    own when a proxy is configured or POLYBOT_HTTP_TRANSPORT=httpx asks for it."""
+    if os.environ.get("POLYBOT_HTTP_TRANSPORT") == "httpx" or any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return openai.DefaultAsyncHttpxClient()
+    from polybot.providers.pool import LeanTransport
+
+    return openai.DefaultAsyncHttpxClient(transport=LeanTransport())
+
+
 @cache
 def _sdk() -> Any:
     """The openai SDK, imported on first use (the build reads this module without it)."""
     return importlib.import_module("openai")
+
+
+@cache
+def _timeout_errors() -> tuple[type[Exception], ...]:
+    """The HTTP libraries' timeouts, raised while reading a streamed body."""
+    found: list[type[Exception]] = []
+    for module in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(module).TimeoutException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 @cache

@@ -235,3 +235,21 @@ async def test_a_key_quoted_in_an_error_body_is_masked() -> None:
     async with serving(_EchoesKey(Reply(fault="429"))) as harness:
         _, err = await stream_until_error(harness.provider())
     assert err.message == "openai is unavailable (HTTP 429): Incorrect API key provided: ***."
+
+
+def test_a_configured_proxy_gets_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean transport (issue #16) speaks to origins directly; with a proxy, httpx's transport
+    (which honours HTTPS_PROXY and friends) is used instead."""
+    from polybot.providers import openai as adapter
+    from polybot.providers.pool import LeanTransport
+
+    sdk = adapter._sdk()
+    for name in adapter.PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("POLYBOT_HTTP_TRANSPORT", raising=False)
+    assert isinstance(adapter._http_client(sdk)._transport, LeanTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert not isinstance(adapter._http_client(sdk)._transport, LeanTransport)
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("POLYBOT_HTTP_TRANSPORT", "httpx")
+    assert not isinstance(adapter._http_client(sdk)._transport, LeanTransport)
