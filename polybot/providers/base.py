@@ -278,8 +278,8 @@ def require_key(name: str, config: ProviderConfig, environ: Mapping[str, str]) -
         return None
     key = environ.get(config.api_key_env, "")
     if not key:
-        raise ProviderError(f"{config.api_key_env} is not set: export it (or add it to .env) "
-                            f"to use provider {name!r}", retryable=False)
+        raise ProviderError(f"{config.api_key_env} is not set: run `polybot keys set {config.api_key_env}` "
+                            f"(or export it) to use provider {name!r}", retryable=False)
     return key
 
 

@@ -140,7 +140,7 @@ async def test_missing_key_fails_before_any_request(h: Harness, monkeypatch: pyt
     p = h.provider()
     with pytest.raises(ProviderError) as info:
         await collect(p)
-    assert info.value.message == (f"{KEY_ENV} is not set: export it (or add it to .env) "
+    assert info.value.message == (f"{KEY_ENV} is not set: run `polybot keys set {KEY_ENV}` (or export it) "
                                   "to use provider 'openai'")
     assert not info.value.retryable
     assert h.fake.requests == [] and p._client is None  # type: ignore[attr-defined]
