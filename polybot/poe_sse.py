@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import fastapi_poe as fp
 from sse_starlette import ServerSentEvent
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from polybot.bot import PolyPoeBot
@@ -33,6 +32,9 @@ PING_SECONDS = 15.0
 #: The headers sse-starlette's EventSourceResponse sends, in its order.
 HEADERS = [(b"cache-control", b"no-store"), (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no"),
            (b"content-type", b"text/event-stream; charset=utf-8")]
+
+#: Where server.py's guard leaves the query it parsed and validated, so a body is parsed once.
+QUERY_SCOPE_KEY = "polybot.query"
 
 _TEXT_HEAD = b'event: text\r\ndata: {"text": '
 _TEXT_TAIL = b"}\r\n\r\n"
@@ -103,11 +105,15 @@ class PoeStream:
         if bot is None or path != bot.path or not _authorised(scope, bot.access_key):
             await self.app(scope, receive, send)  # fastapi_poe answers (401, 403, 404) as before
             return
-        body, replay = await _read(receive)
-        request = _query(body, bot.access_key)
-        if request is None:  # not a query, or not one fastapi_poe would parse: its route decides
-            await self.app(scope, replay, send)
+        # The guard in server.py read and validated the body already; a query it did not leave here
+        # is no query fastapi_poe would parse, and its route decides.
+        parsed = scope.get(QUERY_SCOPE_KEY)
+        if not isinstance(parsed, fp.QueryRequest):
+            await self.app(scope, receive, send)
             return
+        # As fastapi_poe's route does: the key fields come from the bot, not from the body.
+        key = bot.access_key or "<missing>"
+        request = parsed.model_copy(update={"access_key": key, "api_key": key})
         await _stream(frames(bot, request), receive, send)
 
 
@@ -121,40 +127,6 @@ def _authorised(scope: Scope, access_key: str | None) -> bool:
                 return False
             return access_key is None or hmac.compare_digest(credentials.encode(), access_key.encode())
     return False
-
-
-async def _read(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body, and a `receive` that hands it on again to an app that reads it itself."""
-    parts = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(parts)
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
-
-
-def _query(body: bytes, access_key: str | None) -> fp.QueryRequest | None:
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict) or data.get("type") != "query":
-            return None
-        return fp.QueryRequest.model_validate({**data, "access_key": access_key or "<missing>",
-                                               "api_key": access_key or "<missing>"})
-    except Exception:  # noqa: BLE001 - fastapi_poe's route gives its own answer to a bad body
-        return None
 
 
 async def _stream(source: AsyncIterator[bytes], receive: Receive, send: Send) -> None:

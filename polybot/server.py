@@ -10,7 +10,7 @@ from pathlib import Path
 
 import fastapi_poe as fp
 from fastapi import FastAPI
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +19,7 @@ from polybot.bot import PolyPoeBot, Runtime
 from polybot.errors import PolybotError
 from polybot.hookloader import load_hooks
 from polybot.manifest import Manifest
-from polybot.poe_sse import PoeStream
+from polybot.poe_sse import QUERY_SCOPE_KEY, PoeStream
 from polybot.project import SHARED_DIR
 from polybot.prompts import PromptLibrary
 from polybot.reliability import ProviderPool
@@ -130,27 +130,35 @@ POE_REQUESTS: dict[str, str] = {"query": "QueryRequest", "settings": "SettingsRe
 
 def poe_body_problem(body: bytes) -> str | None:
     """Why `body` is not a Poe request fastapi_poe can take (one line), or None when it is."""
+    return parse_poe_body(body)[1]
+
+
+def parse_poe_body(body: bytes) -> tuple[BaseModel | None, str | None]:
+    """(the Poe request in `body`, None), or (None, why it is not one fastapi_poe can take).
+
+    Both are None for a request type fastapi_poe does not know (it answers 501 itself). The
+    request's key fields are empty: fastapi_poe fills them from the bot, not from the body.
+    """
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        return f"request body is not JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        return None, f"request body is not JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     if not isinstance(data, dict):
-        return f"request body must be a JSON object, got {type(data).__name__}"
+        return None, f"request body must be a JSON object, got {type(data).__name__}"
     kind = data.get("type")
     if not isinstance(kind, str):
-        return f"request body needs \"type\" (one of {', '.join(POE_REQUESTS)}), got {kind!r}"
+        return None, f"request body needs \"type\" (one of {', '.join(POE_REQUESTS)}), got {kind!r}"
     model = getattr(fp, POE_REQUESTS.get(kind, ""), None)
     if model is None:
-        return None  # fastapi_poe answers 501 for request types it does not know
+        return None, None
     try:
-        model.model_validate({**data, "access_key": "", "api_key": ""})
+        return model.model_validate({**data, "access_key": "", "api_key": ""}), None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        return f"invalid {kind} request: {where}: {first['msg']}"
+        return None, f"invalid {kind} request: {where}: {first['msg']}"
     except (ValueError, TypeError, RecursionError) as exc:
-        return f"invalid {kind} request: {type(exc).__name__}"
-    return None
+        return None, f"invalid {kind} request: {type(exc).__name__}"
 
 
 class _Guard:
@@ -241,7 +249,9 @@ class _Guard:
             env = bot.runtime.spec.access_key_env
             return 403, (f"{bot.runtime.spec.name} has no access key, so polybot dev serves it on 127.0.0.1 "
                          f"only; set {env} to reach it from elsewhere")
-        problem = poe_body_problem(body)
+        parsed, problem = parse_poe_body(body)
+        if isinstance(parsed, fp.QueryRequest):
+            scope[QUERY_SCOPE_KEY] = parsed
         return (400, problem) if problem is not None else None
 
 

@@ -133,3 +133,34 @@ async def test_a_client_that_goes_away_cancels_the_reply(tmp_path: Path) -> None
     await asyncio.wait_for(server.app(scope, receive, send), 5)  # type: ignore[arg-type]
     assert sys.modules["polybot_hooks_Rich"].CANCELLED == [True]
     assert not any(b"never" in m.get("body", b"") for m in sent)  # type: ignore[operator]
+
+
+async def test_a_query_is_parsed_once_and_answered_by_the_fast_path(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard validates the body and hands the query on; PoeStream writes it without parsing again."""
+    import fastapi_poe as fp
+
+    from polybot import poe_sse
+
+    server = served(tmp_path, "async def respond(request, bot):\n    yield 'a'\n", {"RICH_KEY": "r" * 32})
+    answered: list[object] = []
+    frames = poe_sse.frames
+
+    def spy(bot: object, request: object, context: object = None) -> object:
+        answered.append(request)
+        return frames(bot, request, context)  # type: ignore[arg-type]
+
+    validations = 0
+    validate = fp.QueryRequest.model_validate
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal validations
+        validations += 1
+        return validate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(poe_sse, "frames", spy)
+    monkeypatch.setattr(fp.QueryRequest, "model_validate", counted)
+    ok = await post(server.app, "/Rich", BODY, "r" * 32)
+    assert ok.status_code == 200 and b'data: {"text": "a"}' in ok.content
+    assert validations == 1
+    assert [r.access_key for r in answered] == ["r" * 32]  # type: ignore[attr-defined]
