@@ -6,6 +6,7 @@ from pathlib import Path
 
 import fastapi_poe as fp
 import httpx
+import pytest
 
 from polybot.bot import PolyPoeBot
 from polybot.dev import Workspace
@@ -138,8 +139,6 @@ async def test_a_client_that_goes_away_cancels_the_reply(tmp_path: Path) -> None
 async def test_a_query_is_parsed_once_and_answered_by_the_fast_path(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard validates the body and hands the query on; PoeStream writes it without parsing again."""
-    import fastapi_poe as fp
-
     from polybot import poe_sse
 
     server = served(tmp_path, "async def respond(request, bot):\n    yield 'a'\n", {"RICH_KEY": "r" * 32})
