@@ -30,7 +30,6 @@ log = logging.getLogger("polybot.tools")
 TOOL_TIMEOUT = 30.0
 #: Longest result text sent back to the model.
 MAX_RESULT_CHARS = 20_000
-DEFAULT_MAX_ROUNDS = 5
 
 
 class ToolDefinitionError(Exception):
