@@ -122,7 +122,7 @@ def only_used_sdks(tmp: Path) -> dict[str, bool]:
         "from pathlib import Path\n"
         "import fastapi_poe as fp\n"
         "from polybot.manifest import load_manifest\n"
-        "from polybot.server import create_app\n"
+        "from polybot.app import create_app\n"
         f"root = Path({str(project)!r})\n"
         "server = create_app(load_manifest(root / 'build/manifest.json'), root, allow_without_key=True)\n"
         "rt = server.bots['Bot0000'].runtime\n"

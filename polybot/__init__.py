@@ -41,11 +41,11 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from polybot.bot import Runtime
     from polybot.errors import PolybotError, Problem
     from polybot.providers import register_kind
     from polybot.providers.base import ChatRequest, Image, Message, Provider, ProviderError, Usage
     from polybot.providers.base import FileOut as File
+    from polybot.runtime import Runtime
 
 
 _ALIASES = {"File": "FileOut"}

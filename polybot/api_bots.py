@@ -27,10 +27,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from polybot.bot import Runtime
 from polybot.config import PoePricing
 from polybot.errors import PolybotError, did_you_mean
 from polybot.manifest import load_manifest
+from polybot.runtime import Runtime
 
 #: The Bots REST API; POLYBOT_POE_API_URL points elsewhere (a test server).
 POE_API_URL = "https://api.poe.com"
@@ -39,7 +39,7 @@ POE_API_KEY_ENV = "POE_API_KEY"
 
 def cmd_sync_api_bots(args: argparse.Namespace) -> int:
     """Create or update the named API bots (default: every bot marked `[poe] kind = "api"`)."""
-    from polybot.server import runtimes_from_manifest
+    from polybot.runtime import runtimes_from_manifest
 
     root: Path = args.project
     runtimes = {r.spec.name: r for r in runtimes_from_manifest(load_manifest(root / "build" / "manifest.json"), root)}

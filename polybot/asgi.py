@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from polybot.app import create_app
 from polybot.env import load_env
 from polybot.manifest import load_manifest
 from polybot.replylog import configure
-from polybot.server import create_app
 
 _root = Path(os.environ.get("POLYBOT_PROJECT", ".")).resolve()
 load_env(_root)

@@ -100,10 +100,10 @@ def load_tests(path: Path, rel: str) -> tuple[list[tuple[BotTest, int | None]], 
 
 def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) -> Report:
     """Run the tests of `names` (default: every bot with a tests.toml)."""
-    from polybot.dev import Workspace
+    from polybot.livebuild import LiveBuild
     from polybot.recordings import RECORDINGS_DIR, RecordingPool, Session
 
-    workspace = Workspace(root)
+    workspace = LiveBuild(root)
     pool = RecordingPool({}, Session(root, record))
     workspace.pool = pool
     refresh = workspace.refresh()
@@ -189,8 +189,8 @@ async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, sess
                    judge: Any = None) -> Outcome:
     import fastapi_poe as fp
 
-    from polybot.bot import chosen_params
     from polybot.conversation import PROTOCOL_VERSION
+    from polybot.runtime import chosen_params
 
     started = time.monotonic()
     outcome = Outcome(bot, test.name or test.ask, line)

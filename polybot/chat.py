@@ -10,12 +10,12 @@ from typing import Any
 
 import fastapi_poe as fp
 
-from polybot.bot import Runtime
 from polybot.conversation import PROTOCOL_VERSION
-from polybot.dev import Workspace
 from polybot.env import load_env
 from polybot.errors import PolybotError, did_you_mean
+from polybot.livebuild import LiveBuild
 from polybot.reliability import ToolActivity
+from polybot.runtime import Runtime
 
 
 async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
@@ -53,7 +53,7 @@ def tool_line(event: ToolActivity, width: int = 80) -> str:
     return shown if len(shown) <= width else shown[: width - 4] + "...]"
 
 
-def find_runtime(workspace: Workspace, name: str) -> Runtime:
+def find_runtime(workspace: LiveBuild, name: str) -> Runtime:
     """The bot to talk to; otherwise the project's problems, located, then what is wrong with `name`."""
     result = workspace.refresh()
     runtime = workspace.runtimes.get(name)
@@ -72,7 +72,7 @@ def find_runtime(workspace: Workspace, name: str) -> Runtime:
 def cmd_chat(args: Any) -> int:
     root: Path = args.project
     load_env(root)
-    workspace = Workspace(root)
+    workspace = LiveBuild(root)
     runtime = find_runtime(workspace, args.name)
     # One event loop for the whole session (the SDK clients live on it); input() runs on the main
     # thread between replies, so Ctrl-C at the prompt ends the chat at once.

@@ -6,122 +6,12 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polybot.bot import Runtime
-from polybot.build import ProjectSources, compile_bot, read_project
 from polybot.env import load_env
-from polybot.errors import Problem
 from polybot.listen import bind, plural, serve
-from polybot.project import SHARED_DIR, name_problems
-from polybot.prompts import PromptLibrary
-from polybot.reliability import ProviderPool
-
-
-@dataclass
-class Refresh:
-    """What one refresh changed."""
-
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)  # broken now, last good version still served
-    fixed: list[str] = field(default_factory=list)  # bots (or project files) whose errors cleared
-
-
-class Workspace:
-    """Compiled bots from source, recompiled incrementally; a failed bot keeps its last good runtime."""
-
-    def __init__(self, root: Path, on_put: Callable[[Runtime], None] | None = None,
-                 on_remove: Callable[[str], None] | None = None) -> None:
-        self.root = root
-        self.library = PromptLibrary()
-        self.pool = ProviderPool({})
-        self.runtimes: dict[str, Runtime] = {}
-        self.hashes: dict[str, str] = {}  # input hash of each bot's last compile attempt
-        self.digest: str | None = None  # of providers.toml + bots/_shared at the last good refresh
-        self.broken: set[tuple[str, str]] = set()  # ("bot", name) or ("file", path) with errors last time
-        self.on_put = on_put or (lambda runtime: None)
-        self.on_remove = on_remove or (lambda name: None)
-
-    def refresh(self) -> Refresh:
-        """Recompile every bot whose inputs changed since the last refresh and swap it in."""
-        result = self._refresh()
-        now = {_owner(p) for p in result.problems}
-        if ("file", "providers.toml") in now:
-            # Bots were not compiled this time: what was broken stays broken until we know better.
-            now |= {owner for owner in self.broken if owner[0] == "bot"}
-        gone = {("bot", n) for n in result.removed}
-        gone |= {o for o in self.broken if o[0] == "bot" and not (self.root / "bots" / o[1]).is_dir()}
-        result.fixed = sorted(name for _, name in self.broken - now - gone)
-        self.broken = now
-        return result
-
-    def _refresh(self) -> Refresh:
-        result = Refresh()
-        project = read_project(self.root)
-        bad_names = name_problems(project.bots)
-        result.problems += project.problems + bad_names
-        invalid = {p.path.removeprefix("bots/") for p in bad_names}
-        project.bots = [b for b in project.bots if b.name not in invalid]
-        present = {b.name for b in project.bots}
-        for name in sorted(set(self.runtimes) - present):
-            del self.runtimes[name]
-            self.hashes.pop(name, None)
-            self.library.remove(name)
-            self.on_remove(name)
-            result.removed.append(name)
-        global_change = project.digest != self.digest
-        if project.problems:
-            # A broken providers.toml changes nothing: keep serving what we have.
-            result.kept += [b.name for b in project.bots if b.name in self.runtimes]
-            return result
-        staged: list[tuple[Runtime, str]] = []
-        for folder in project.bots:
-            scratch = PromptLibrary()
-            scratch.set_files(SHARED_DIR, project.shared)
-            previous = self.runtimes.get(folder.name)
-            compiled = compile_bot(project, folder, scratch,
-                                   previous.spec if previous is not None and not global_change else None)
-            if compiled.spec is not None and previous is not None and compiled.spec is previous.spec:
-                continue  # unchanged
-            if compiled.problems or compiled.spec is None:
-                result.problems += compiled.problems
-                if previous is not None:
-                    result.kept.append(folder.name)
-                continue
-            staged.append((Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root),
-                           compiled.spec.hash))
-        if global_change and result.kept:
-            # providers.toml or bots/_shared changed and broke a served bot: those files are shared by
-            # every bot, so keep serving all of them exactly as they were until the change is fixed.
-            result.updated.clear()
-            return result
-        if global_change:
-            self._adopt(project)
-        for runtime, digest in staged:
-            name = runtime.spec.name
-            self.library.set_files(name, runtime.spec.templates)
-            self.runtimes[name] = runtime
-            self.hashes[name] = digest
-            self.on_put(runtime)
-            result.updated.append(name)
-        return result
-
-    def _adopt(self, project: ProjectSources) -> None:
-        self.library.set_files(SHARED_DIR, project.shared)
-        self.pool.update(project.providers)
-        self.digest = project.digest
-
-
-def _owner(problem: Problem) -> tuple[str, str]:
-    """The bot a problem belongs to, or else its project file (providers.toml, bots/_shared/...)."""
-    parts = problem.path.split("/")
-    if len(parts) > 1 and parts[0] == "bots" and not parts[1].startswith(("_", ".")):
-        return ("bot", parts[1])
-    return ("file", problem.path)
+from polybot.livebuild import LiveBuild, Refresh
 
 
 def report(result: Refresh, out: Any = None) -> None:
@@ -149,7 +39,7 @@ def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
     return keep
 
 
-async def watch(workspace: Workspace, stop: asyncio.Event,
+async def watch(workspace: LiveBuild, stop: asyncio.Event,
                 on_refresh: Callable[[Refresh], None] = lambda result: None) -> None:
     """Refresh on every change to bots/, providers.toml or .env until `stop` is set."""
     from watchfiles import awatch
@@ -187,7 +77,7 @@ async def watch(workspace: Workspace, stop: asyncio.Event,
             task.cancel()
 
 
-async def reload_keys(workspace: Workspace, changed: list[str]) -> None:
+async def reload_keys(workspace: LiveBuild, changed: list[str]) -> None:
     """`.env` changed: bots take their access keys again, providers make new clients with new keys."""
     for runtime in workspace.runtimes.values():
         workspace.on_put(runtime)
@@ -196,11 +86,11 @@ async def reload_keys(workspace: Workspace, changed: list[str]) -> None:
 
 
 def cmd_dev(args: Any) -> int:
+    from polybot.app import BotServer
     from polybot.openai_api import mount_openai
     from polybot.playground import Playground
     from polybot.replylog import configure
     from polybot.security import DevAccess, binding_warning
-    from polybot.server import BotServer
 
     root: Path = args.project
     load_env(root)
@@ -208,7 +98,7 @@ def cmd_dev(args: Any) -> int:
     access = DevAccess.for_binding(args.host, args.port, getattr(args, "allow_host", []))
     server = BotServer(dev=access)
     mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
-    workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
+    workspace = LiveBuild(root, on_put=server.put, on_remove=server.remove)
     playground = Playground(workspace, access)
     playground.mount(server.app)
     first = workspace.refresh()

@@ -40,8 +40,8 @@ from polybot.conversation import PROTOCOL_VERSION
 from polybot.reliability import TRUNCATED_NOTICE, ReplyInfo
 
 if TYPE_CHECKING:
-    from polybot.bot import Runtime
-    from polybot.server import BotServer
+    from polybot.app import BotServer
+    from polybot.runtime import Runtime
 
 #: The variable holding the endpoint's key, unless a bot names its own (`[openai_api] key_env`).
 DEFAULT_KEY_ENV = "POLYBOT_API_KEY"

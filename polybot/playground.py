@@ -31,16 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from polybot.bot import Runtime, chosen_params
 from polybot.config import ProviderConfig
 from polybot.controls import parameter_controls
 from polybot.conversation import PROTOCOL_VERSION
-from polybot.dev import Refresh, Workspace
 from polybot.errors import PolybotError, Problem
 from polybot.listing import key_status
+from polybot.livebuild import LiveBuild, Refresh
 from polybot.prompts import render_off_loop
 from polybot.providers.base import ChatRequest, Chunk, Provider, Usage
 from polybot.reliability import ProviderPool, ReplyInfo, ToolActivity
+from polybot.runtime import Runtime, chosen_params
 from polybot.security import DevAccess, keys_match
 
 PREFIX = "/_polybot"
@@ -57,7 +57,7 @@ TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yam
 class Playground:
     """State the page shows, and the routes that serve it; `publish` after every refresh."""
 
-    def __init__(self, workspace: Workspace, access: DevAccess) -> None:
+    def __init__(self, workspace: LiveBuild, access: DevAccess) -> None:
         self.workspace = workspace
         self.access = access
         self.problems: list[Problem] = []
@@ -199,7 +199,7 @@ class Playground:
     async def _built(self, name: str) -> Runtime | str:
         """The bot `name` as last built, or why there is none."""
         from polybot.manifest import load_manifest
-        from polybot.server import runtimes_from_manifest
+        from polybot.runtime import runtimes_from_manifest
 
         root = self.workspace.root
         path = root / "build" / "manifest.json"

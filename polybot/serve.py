@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from polybot.app import create_app
 from polybot.env import load_env
 from polybot.listen import GRACEFUL_SHUTDOWN, bind, plural, run
 from polybot.manifest import load_manifest
 from polybot.openai_api import endpoint_notice
-from polybot.server import create_app
 
 
 def cmd_serve(args: Any) -> int:

@@ -12,12 +12,11 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from polybot.bot import Runtime
 from polybot.build import compile_project
 from polybot.env import load_env
 from polybot.errors import PolybotError, did_you_mean
 from polybot.manifest import Manifest, load_manifest
-from polybot.server import runtimes_from_manifest
+from polybot.runtime import Runtime, runtimes_from_manifest
 
 #: fastapi_poe's own default; POLYBOT_POE_BASE_URL or --base-url point elsewhere (e.g. a test server).
 DEFAULT_BASE_URL = "https://api.poe.com/bot/"

@@ -25,9 +25,9 @@ from typing import Any
 
 import fastapi_poe as fp
 
-from polybot.bot import Runtime, chosen_params
 from polybot.conversation import PROTOCOL_VERSION
 from polybot.manifest import Manifest
+from polybot.runtime import Runtime, chosen_params
 
 __all__ = ["Project", "Reply", "load_project"]
 
@@ -127,7 +127,7 @@ def load_project(root: str | Path | None = None) -> Project:
     from polybot.build import compile_project
     from polybot.env import load_env
     from polybot.root import project_root
-    from polybot.server import runtimes_from_manifest
+    from polybot.runtime import runtimes_from_manifest
 
     folder = project_root(Path(root) if root is not None else None)
     load_env(folder)

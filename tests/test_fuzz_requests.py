@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polybot.app import create_app
 from polybot.manifest import load_manifest
-from polybot.server import create_app
 from tests.fakes.server import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,9 +21,9 @@ import openai
 import pytest
 from starlette.requests import Request
 
+from polybot.app import create_app
 from polybot.cli import main
 from polybot.manifest import load_manifest
-from polybot.server import create_app
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.server import serve_in_thread
 from tests.fakes.wire import Reply, running
@@ -235,7 +235,7 @@ def test_control_values_arrive_as_extra_body_fields(client: openai.OpenAI) -> No
 
 def test_the_bots_max_tokens_caps_the_clients(base: str, project: Path) -> None:
     from polybot.openai_api import ChatCompletionRequest, to_query
-    from polybot.server import runtimes_from_manifest
+    from polybot.runtime import runtimes_from_manifest
 
     runtime = next(r for r in runtimes_from_manifest(load_manifest(project / "build" / "manifest.json"), project)
                    if r.spec.name == "Tuned")

@@ -9,8 +9,8 @@ import fastapi_poe as fp
 import httpx
 import pytest
 
-from polybot.dev import Workspace
-from polybot.server import BotServer
+from polybot.app import BotServer
+from polybot.livebuild import LiveBuild
 from tests.test_runtime import make_bot, request, runtime
 
 HOOKS = '''
@@ -39,7 +39,7 @@ async def test_feedback_reactions_and_errors_reach_the_hooks(tmp_path: Path, cap
 
     make_bot(tmp_path, "Report", 'provider = "echo"\n', "p", hooks=HOOKS)
     server = BotServer(environ={})
-    workspace = Workspace(tmp_path, on_put=server.put)
+    workspace = LiveBuild(tmp_path, on_put=server.put)
     workspace.refresh()
     base = {"version": "1.2", "message_id": "m1", "user_id": "u1", "conversation_id": "c1"}
     caplog.set_level(logging.WARNING)  # type: ignore[attr-defined]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from polybot.app import BotServer
 from polybot.cli import main
 from polybot.playground import MAX_UPLOAD, TOKEN_HEADER, Playground
-from polybot.server import BotServer
 from tests.fakes.server import serve_in_thread
 from tests.fakes.tool_wire import Call, ToolFake, Turn
 from tests.test_security_server import client, dev_server, write_bot

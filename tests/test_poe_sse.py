@@ -8,9 +8,9 @@ import fastapi_poe as fp
 import httpx
 import pytest
 
+from polybot.app import BotServer
 from polybot.bot import PolyPoeBot
-from polybot.dev import Workspace
-from polybot.server import BotServer
+from polybot.livebuild import LiveBuild
 
 RICH = '''
 import fastapi_poe as fp
@@ -40,7 +40,7 @@ def served(root: Path, hooks: str, environ: dict[str, str] | None = None) -> Bot
         (folder / "system.md.j2").write_text("p")
         (folder / "hooks.py").write_text(hooks)
     server = BotServer(environ=environ or {})
-    Workspace(root, on_put=server.put).refresh()
+    LiveBuild(root, on_put=server.put).refresh()
     return server
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import fastapi_poe as fp
 import pytest
 
-from polybot.bot import Runtime
 from polybot.conversation import to_messages
-from polybot.dev import Workspace
+from polybot.livebuild import LiveBuild
 from polybot.providers.base import Image, Message, merge_turns, without_images
+from polybot.runtime import Runtime
 
 
 def make_bot(root: Path, name: str, toml: str, prompt: str, hooks: str | None = None) -> None:
@@ -23,7 +23,7 @@ def make_bot(root: Path, name: str, toml: str, prompt: str, hooks: str | None = 
 
 
 def runtime(root: Path, name: str) -> Runtime:
-    workspace = Workspace(root)
+    workspace = LiveBuild(root)
     result = workspace.refresh()
     assert not result.problems, [str(p) for p in result.problems]
     return workspace.runtimes[name]
@@ -111,7 +111,7 @@ async def test_template_runtime_error_is_located(tmp_path: Path) -> None:
 
 async def test_templates_cannot_reach_python_internals_or_environment(tmp_path: Path) -> None:
     make_bot(tmp_path, "Evil", 'provider = "echo"\n', "{{ bot.__class__.__mro__ }}")
-    problems = Workspace(tmp_path).refresh().problems
+    problems = LiveBuild(tmp_path).refresh().problems
     assert [str(p) for p in problems] == [
         "bots/Evil/system.md.j2:1: template error: access to attribute '__class__' of 'dict' object is unsafe."]
     # Only reached at request time: refused then too, as a located error event.
@@ -172,8 +172,8 @@ def test_conversation_mapping_keeps_every_turn_and_adapters_merge() -> None:
 
 @pytest.mark.parametrize("picked,expected", [("gpt-4o", "gpt-4o"), ("evil-model", "gpt-4o-mini")])
 def test_model_control_only_picks_allowed_options(picked: str, expected: str) -> None:
-    from polybot.bot import _override_model
     from polybot.manifest import BotSpec
+    from polybot.runtime import _override_model
 
     spec = BotSpec.model_validate({
         "name": "Pick", "description": "", "version": "1", "provider": "openai", "model": "gpt-4o-mini",
@@ -190,7 +190,7 @@ async def test_dev_keeps_every_bot_on_the_last_good_shared_partial(tmp_path: Pat
     (tmp_path / "bots/_shared/style.j2").write_text("Style one.")
     for name in ("Alpha", "Bravo"):
         make_bot(tmp_path, name, FULL, '{% include "style.j2" %}')
-    workspace = Workspace(tmp_path)
+    workspace = LiveBuild(tmp_path)
     assert not workspace.refresh().problems
 
     (tmp_path / "bots/_shared/style.j2").write_text("Broken {% if %}")

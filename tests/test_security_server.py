@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from polybot import security
+from polybot.app import MAX_BODY_BYTES, BotServer
 from polybot.cli import main
-from polybot.dev import Workspace
+from polybot.livebuild import LiveBuild
 from polybot.playground import TOKEN_HEADER, Playground
 from polybot.security import DevAccess, binding_warning
-from polybot.server import MAX_BODY_BYTES, BotServer
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.wire import running
 
@@ -49,7 +49,7 @@ def write_bot(root: Path, name: str, toml: str = 'provider = "echo"\n', prompt: 
 def dev_server(root: Path, environ: dict[str, str], access: DevAccess | None = None) -> tuple[BotServer, Playground]:
     access = access or DevAccess(PORT)
     server = BotServer(environ, dev=access)
-    workspace = Workspace(root, on_put=server.put, on_remove=server.remove)
+    workspace = LiveBuild(root, on_put=server.put, on_remove=server.remove)
     playground = Playground(workspace, access)
     playground.mount(server.app)
     result = workspace.refresh()
@@ -238,7 +238,7 @@ async def test_keys_are_compared_in_constant_time(project: Path, monkeypatch: py
 
     monkeypatch.setattr(security.hmac, "compare_digest", spy)
     server = BotServer(ENV)
-    workspace = Workspace(project, on_put=server.put)
+    workspace = LiveBuild(project, on_put=server.put)
     workspace.refresh()
     async with client(server) as c:
         wrong = {"authorization": "Bearer " + "j" * 32}
@@ -248,7 +248,7 @@ async def test_keys_are_compared_in_constant_time(project: Path, monkeypatch: py
 
 async def test_healthz_names_bots_only_to_trusted_callers(project: Path) -> None:
     serve = BotServer(ENV)
-    Workspace(project, on_put=serve.put).refresh()
+    LiveBuild(project, on_put=serve.put).refresh()
     async with client(serve, REMOTE, "bots.example.test") as c:
         assert (await c.get("/healthz")).json() == {"status": "ok"}
         known = await c.get("/healthz", headers={"authorization": f"Bearer {KEY}"})

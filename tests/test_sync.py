@@ -92,7 +92,7 @@ def test_pushes_each_bots_settings_with_its_own_key(
 
 def test_settings_body_is_what_the_bot_serves(project: Path, poe: tuple[FakePoe, str]) -> None:
     from polybot.manifest import load_manifest
-    from polybot.server import runtimes_from_manifest
+    from polybot.runtime import runtimes_from_manifest
 
     fake, base = poe
     assert sync(project, base, "Alpha") == 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from polybot.dev import Workspace, report
+from polybot.dev import report
+from polybot.livebuild import LiveBuild
 from polybot.replylog import configure, readable
 
 REPLY = {"event": "reply", "bot": "Haiku", "provider": "openai", "model": "gpt-4o-mini", "attempts": 1,
@@ -23,7 +24,7 @@ def write(root: Path, prompt: str) -> None:
     (root / "bots/Alpha/system.md.j2").write_text(prompt)
 
 
-def printed(workspace: Workspace) -> str:
+def printed(workspace: LiveBuild) -> str:
     out = io.StringIO()
     report(workspace.refresh(), out)
     return out.getvalue()
@@ -31,7 +32,7 @@ def printed(workspace: Workspace) -> str:
 
 def test_undoing_a_broken_edit_says_fixed(tmp_path: Path) -> None:
     write(tmp_path, "Good.")
-    workspace = Workspace(tmp_path)
+    workspace = LiveBuild(tmp_path)
     assert printed(workspace) == "polybot dev: reloaded Alpha\n"
     write(tmp_path, "Broken {% if %}")
     assert printed(workspace).endswith("polybot dev: Alpha has errors; still serving its last good version\n")
@@ -42,7 +43,7 @@ def test_undoing_a_broken_edit_says_fixed(tmp_path: Path) -> None:
 
 def test_a_fixed_providers_toml_says_fixed(tmp_path: Path) -> None:
     write(tmp_path, "Good.")
-    workspace = Workspace(tmp_path)
+    workspace = LiveBuild(tmp_path)
     printed(workspace)
     (tmp_path / "providers.toml").write_text("[echo\n")
     assert printed(workspace).startswith("providers.toml:1: TOML syntax error")

@@ -21,9 +21,9 @@ from typing import Any
 import fastapi_poe as fp
 import pytest
 
-from polybot.dev import Workspace
+from polybot.app import BotServer
+from polybot.livebuild import LiveBuild
 from polybot.reliability import TRUNCATED_NOTICE
-from polybot.server import BotServer
 from tests.e2e.helpers import query
 from tests.fakes.anthropic_wire import FakeAnthropic
 from tests.fakes.gemini_wire import FakeGemini
@@ -70,7 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             mp.setenv(name, value)
         root = tmp_path_factory.mktemp("outcomes")
         _project(root, oa.base_url, an.base_url, ge.base_url)
-        workspace = Workspace(root)
+        workspace = LiveBuild(root)
         result = workspace.refresh()
         assert not result.problems, [str(p) for p in result.problems]
         server = BotServer(environ={})

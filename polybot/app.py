@@ -15,14 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from polybot.bot import PolyPoeBot, Runtime
+from polybot.bot import PolyPoeBot
 from polybot.errors import PolybotError
-from polybot.hookloader import load_hooks
 from polybot.manifest import Manifest
 from polybot.poe_sse import QUERY_SCOPE_KEY, PoeStream
-from polybot.project import SHARED_DIR
-from polybot.prompts import PromptLibrary
-from polybot.reliability import ProviderPool
+from polybot.runtime import Runtime, runtimes_from_manifest
 from polybot.security import DevAccess, bearer, header, keys_match
 
 #: Poe queries carry whole conversations; anything larger than this is refused cleanly.
@@ -87,21 +84,6 @@ class BotServer:
 
     def missing_keys(self) -> list[str]:
         return sorted({b.runtime.spec.access_key_env for b in self.bots.values() if not b.access_key})
-
-
-def runtimes_from_manifest(manifest: Manifest, root: Path,
-                           environ: Mapping[str, str] | None = None) -> list[Runtime]:
-    """Everything `serve` needs, from build/manifest.json (plus the hooks.py files it names)."""
-    environ = os.environ if environ is None else environ
-    library = PromptLibrary()
-    library.set_files(SHARED_DIR, manifest.shared_templates)
-    pool = ProviderPool(manifest.providers)
-    runtimes = []
-    for spec in manifest.bots.values():
-        library.set_files(spec.name, spec.templates)
-        hooks = load_hooks(root / spec.hooks, spec.hooks, spec.name) if spec.hooks else None
-        runtimes.append(Runtime(spec, library, pool, hooks, root, environ))
-    return runtimes
 
 
 def create_app(manifest: Manifest, root: Path, *, allow_without_key: bool = False,
