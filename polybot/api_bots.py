@@ -18,53 +18,19 @@ sends tiers as `pricing.tiers = [{"min_prompt_tokens", "prompt", "completion"}]`
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from polybot.config import PoePricing
-from polybot.errors import PolybotError, did_you_mean
-from polybot.manifest import load_manifest
+from polybot.errors import PolybotError
 from polybot.runtime import Runtime
 
 #: The Bots REST API; POLYBOT_POE_API_URL points elsewhere (a test server).
 POE_API_URL = "https://api.poe.com"
 POE_API_KEY_ENV = "POE_API_KEY"
-
-
-def cmd_sync_api_bots(args: argparse.Namespace) -> int:
-    """Create or update the named API bots (default: every bot marked `[poe] kind = "api"`)."""
-    from polybot.runtime import runtimes_from_manifest
-
-    root: Path = args.project
-    runtimes = {r.spec.name: r for r in runtimes_from_manifest(load_manifest(root / "build" / "manifest.json"), root)}
-    names: Sequence[str] = list(dict.fromkeys(args.names)) or sorted(
-        n for n, r in runtimes.items() if r.spec.poe.kind == "api")
-    problems = [f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"
-                for n in names if n not in runtimes]
-    problems += [f"{n}: not an API bot; add `kind = \"api\"` to its [poe] table" for n in names
-                 if n in runtimes and runtimes[n].spec.poe.kind != "api"]
-    if not names:
-        problems.append('no bot is marked `[poe] kind = "api"`; add it to the bots to publish as Poe API bots')
-    key = os.environ.get(POE_API_KEY_ENV, "")
-    if not key:
-        problems.append(f"{POE_API_KEY_ENV} is not set: export your Poe API key (poe.com/api/keys)")
-    if problems:
-        raise PolybotError(problems)
-    base = os.environ.get("POLYBOT_POE_API_URL") or POE_API_URL
-    syncer = ApiBotSync(base, key, dry_run=args.dry_run, send_key=args.send_key)
-    try:
-        failures = [p for n in names if (p := syncer.sync(runtimes[n], args.url)) is not None]
-    finally:
-        syncer.close()
-    if failures:
-        raise PolybotError(failures)
-    return 0
 
 
 def endpoint_url(url: str) -> str:

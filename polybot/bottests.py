@@ -274,12 +274,3 @@ def print_report(report: Report, out: Any = None) -> None:
     if report.written:
         summary += f"; wrote {len(report.written)} recording{'s' if len(report.written) != 1 else ''}"
     print(summary, file=out)
-
-
-def cmd_test(args: Any) -> int:
-    root: Path = args.project
-    report = run_tests(root, args.names, record=args.record)
-    print_report(report)
-    if getattr(args, "junit", None):
-        Path(args.junit).write_text(junit(report), "utf-8")
-    return 1 if report.failed or report.problems else 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from polybot.config import ProviderConfig, default_access_key_env
-from polybot.env import ENV_FILE, VARIABLE, load_env, source, store
+from polybot.env import ENV_FILE, VARIABLE, source, store
 from polybot.errors import PolybotError
 from polybot.project import find_bots
 
@@ -43,28 +43,6 @@ def needed(root: Path, providers: Mapping[str, ProviderConfig]) -> dict[str, lis
 def status(variable: str) -> str:
     where = source(variable)
     return "missing" if where is None else ("set in .env" if where == ENV_FILE else "set in the environment")
-
-
-def cmd_keys(args: Any) -> int:
-    from polybot.check import report_problems
-    from polybot.listing import table
-
-    root: Path = args.project
-    load_env(root)
-    if args.action == "set":
-        return set_key(root, args.name)
-    providers, problems = report_problems(root)
-    variables = needed(root, providers)
-    if not variables:
-        print("this project needs no keys (add a bot with `polybot new NAME`)")
-        return 1 if problems else 0
-    rows = [["VARIABLE", "STATUS", "USED BY"]]
-    rows += [[name, status(name), ", ".join(who)] for name, who in variables.items()]
-    print(table(rows))
-    missing = [name for name in variables if source(name) is None]
-    if missing:
-        print(f"\nset one with: polybot keys set {missing[0]}    (stored in {ENV_FILE}; never printed)")
-    return 1 if problems else 0
 
 
 def set_key(root: Path, name: str | None) -> int:
