@@ -51,7 +51,9 @@ class ProjectSources:
 
 
 def read_project(root: Path) -> ProjectSources:
-    providers, problems = load_providers(root)
+    from polybot.providers import known_kinds  # each providers.toml `kind` must be a registered one
+
+    providers, problems = load_providers(root, known_kinds())
     problems += outside_links(root)
     shared = read_templates(root / "bots" / SHARED_DIR, root)
     providers_file = root / "providers.toml"

@@ -186,7 +186,7 @@ def _parser() -> Parser:
 
 
 def _version() -> str:
-    from polybot import __version__
+    from polybot.version import __version__
 
     return __version__
 

@@ -69,6 +69,7 @@ def set_key(root: Path, name: str | None) -> int:
 
 def _providers(root: Path) -> dict[str, ProviderConfig]:
     from polybot.config import load_providers
+    from polybot.providers import known_kinds
 
-    return load_providers(root)[0]
+    return load_providers(root, known_kinds())[0]
 

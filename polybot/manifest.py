@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from polybot import __version__
 from polybot.config import Fallback, PoeConfig, ProviderConfig
 from polybot.errors import PolybotError, Problem
+from polybot.providers import known_kinds
+from polybot.version import __version__
 
 FORMAT = 8  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
@@ -75,7 +76,7 @@ def load_manifest(path: Path, rel: str = "build/manifest.json") -> Manifest:
     except FileNotFoundError:
         raise PolybotError([Problem(rel, None, "not found; run `polybot build` first")]) from None
     try:
-        return Manifest.model_validate_json(raw)
+        return Manifest.model_validate_json(raw, context={"kinds": known_kinds()})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import fastapi_poe as fp
@@ -40,8 +40,24 @@ from polybot.conversation import PROTOCOL_VERSION
 from polybot.reliability import TRUNCATED_NOTICE, ReplyInfo
 
 if TYPE_CHECKING:
-    from polybot.app import BotServer
+    from starlette.applications import Starlette
+
+    from polybot.bot import PolyPoeBot
     from polybot.runtime import Runtime
+
+
+class BotServer(Protocol):
+    """What the endpoint mounts on: `polybot.app.BotServer` (named here by shape, so that app.py,
+    which mounts the endpoint, is not imported back)."""
+
+    @property
+    def app(self) -> Starlette: ...
+
+    @property
+    def bots(self) -> Mapping[str, PolyPoeBot]: ...
+
+    @property
+    def environ(self) -> Mapping[str, str]: ...
 
 #: The variable holding the endpoint's key, unless a bot names its own (`[openai_api] key_env`).
 DEFAULT_KEY_ENV = "POLYBOT_API_KEY"

@@ -10,6 +10,7 @@ import tomlkit
 from polybot.config import default_access_key_env, load_providers
 from polybot.errors import PolybotError, Problem, did_you_mean
 from polybot.project import NAME_RULE, PROMPT_FILE, find_bots
+from polybot.providers import known_kinds
 from polybot.scaffold import literal
 
 
@@ -33,7 +34,7 @@ def run(options: Options) -> int:
     if not NAME_RULE.match(name):
         problems.append(f"invalid bot name {name!r}: Poe bot names are 4-20 characters of letters, digits, "
                         "'-', '_' or '.'")
-    providers, provider_problems = load_providers(root)
+    providers, provider_problems = load_providers(root, known_kinds())
     problems += provider_problems  # located, first
     if options.provider not in providers:
         problems.append(f"unknown provider {options.provider!r}{did_you_mean(options.provider, providers)}; "

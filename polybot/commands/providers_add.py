@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from polybot.config import ProviderConfig
 from polybot.errors import PolybotError
+from polybot.providers import known_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ def run(options: Options) -> int:
     if headers:
         table["headers"] = headers
     try:
-        ProviderConfig.model_validate(table)
+        ProviderConfig.model_validate(table, context={"kinds": known_kinds()})
     except ValidationError as exc:
         problems += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                      for e in exc.errors()]
