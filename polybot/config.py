@@ -263,6 +263,12 @@ def _without_tags(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
 def _problem(
     model: type[BaseModel], err: Any, text: str, rel_path: str, prefix: tuple[str | int, ...]
 ) -> Problem:
+    return Problem(rel_path, locate(text, prefix + tuple(err["loc"])), error_message(model, err, prefix))
+
+
+def error_message(model: type[BaseModel], err: Any, prefix: tuple[str | int, ...] = ()) -> str:
+    """One pydantic error of `model` as `key: what is wrong`, the value shown (STYLE #3): the one
+    wording of validation errors, located by `validate_model` or shown as is."""
     loc: tuple[str | int, ...] = tuple(err["loc"])
     kind: str = err["type"]
     ctx: dict[str, Any] = err.get("ctx") or {}
@@ -291,8 +297,14 @@ def _problem(
         message = f"{name}: {err['msg'].removeprefix('Value error, ')}"
     else:
         message = f"{name}: {err['msg']}"
-    line = locate(text, prefix + loc)
-    return Problem(rel_path, line, message)
+    return message
+
+
+def plain_errors(exc: ValidationError, whole: str = "") -> list[tuple[str, str]]:
+    """Each error of `exc` as (where, message) for input that is not a project file (a request
+    body, the manifest): `where` dotted (`whole` when the error is about the input itself),
+    `message` pydantic's own."""
+    return [(".".join(str(p) for p in err["loc"]) or whole, err["msg"]) for err in exc.errors()]
 
 
 def _num(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from polybot.config import Fallback, PoeConfig, ProviderConfig
+from polybot.config import Fallback, PoeConfig, ProviderConfig, plain_errors
 from polybot.errors import PolybotError, Problem
 from polybot.providers import known_kinds
 from polybot.version import __version__
@@ -78,7 +78,6 @@ def load_manifest(path: Path, rel: str = "build/manifest.json") -> Manifest:
     try:
         return Manifest.model_validate_json(raw, context={"kinds": known_kinds()})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PolybotError([Problem(rel, None, f"invalid manifest ({where}: {first['msg']}); "
+        where, message = plain_errors(exc)[0]
+        raise PolybotError([Problem(rel, None, f"invalid manifest ({where}: {message}); "
                                     "rebuild it with `polybot build`")]) from None

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from polybot.config import plain_errors
 from polybot.conversation import PROTOCOL_VERSION
 from polybot.reliability import TRUNCATED_NOTICE, ReplyInfo
 
@@ -230,9 +231,8 @@ def _parse(raw: bytes) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where or None) from None
+        where, message = plain_errors(exc)[0]
+        raise ApiError(400, f"{where}: {message}" if where else message, param=where or None) from None
 
 
 # --- OpenAI request -> Poe query ------------------------------------------------------------------

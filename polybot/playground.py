@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from polybot.config import ProviderConfig
+from polybot.config import ProviderConfig, plain_errors
 from polybot.controls import parameter_controls
 from polybot.conversation import PROTOCOL_VERSION
 from polybot.errors import PolybotError, Problem
@@ -175,9 +175,8 @@ class Playground:
         try:
             body = _ChatBody.model_validate_json(await request.body())
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            return JSONResponse({"detail": f"invalid request: {where}: {first['msg']}"}, status_code=400)
+            where, message = plain_errors(exc, "body")[0]
+            return JSONResponse({"detail": f"invalid request: {where}: {message}"}, status_code=400)
         if body.source == "build":
             built = await self._built(name)
             if isinstance(built, str):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from polybot.project import PROMPT_FILE
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from polybot.config import BotConfig, ProviderConfig, error_message
+from polybot.errors import Problem
+from polybot.project import NAME_RULE, PROMPT_FILE
 
 _PROVIDERS_TOML = '''\
 # Providers for this project. Built-in presets (openai, anthropic, gemini, fireworks, together,
@@ -132,6 +139,47 @@ def project_files(name: str) -> dict[str, str]:
         "tests/test_bots.py": _TEST,
         "README.md": _README.format(name=name),
     }
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a bot's name (project.NAME_RULE, the rule the build applies), or None."""
+    if NAME_RULE.match(name):
+        return None
+    return f"invalid bot name {name!r}: Poe bot names are 4-20 characters of letters, digits, '-', '_' or '.'"
+
+
+def bot_toml_problems(table: Mapping[str, Any], providers: Mapping[str, ProviderConfig]) -> list[str]:
+    """What the build would reject in `table`, the bot.toml `polybot new` is about to write: the
+    BotConfig schema (ranges named by their command-line options), then the build's own provider
+    and model check."""
+    from polybot.build import _check_provider  # the one provider/model rule; build.py owns it
+
+    found: list[Problem] = []
+    _check_provider(dict(providers), str(table["provider"]), table.get("model"), "", "bot.toml", (), found)
+    problems = [p.message.partition(": ")[2] for p in found]  # without the key: the option says it
+    try:
+        BotConfig.model_validate(table)
+    except ValidationError as exc:
+        problems += [_option_problem(err) for err in exc.errors()]
+    return problems
+
+
+def _option_problem(err: ErrorDetails) -> str:
+    """A BotConfig error on a value `polybot new` took from an option: `--temperature must be
+    between 0 and 2, got 3`, its bounds read from the model."""
+    field = str(err["loc"][0]) if err["loc"] else ""
+    info = BotConfig.model_fields.get(field)
+    bounds = {k: getattr(m, k) for m in (info.metadata if info else ()) for k in ("ge", "gt", "le", "lt")
+              if getattr(m, k, None) is not None}
+    value = err.get("input")
+    shown = f"{value:g}" if isinstance(value, float) else value
+    if "ge" in bounds and "le" in bounds:
+        rule = f"between {bounds['ge']:g} and {bounds['le']:g}"
+    elif "gt" in bounds:
+        rule = f"greater than {bounds['gt']:g}"
+    else:
+        return error_message(BotConfig, err)
+    return f"--{field.replace('_', '-')} must be {rule}, got {shown}"
 
 
 def literal(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import tomlkit
 from pydantic import ValidationError
 
-from polybot.config import ProviderConfig
+from polybot.config import ProviderConfig, error_message
 from polybot.errors import PolybotError
 from polybot.providers import known_kinds
 
@@ -50,8 +50,7 @@ def run(options: Options) -> int:
     try:
         ProviderConfig.model_validate(table, context={"kinds": known_kinds()})
     except ValidationError as exc:
-        problems += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors()]
+        problems += [error_message(ProviderConfig, e) for e in exc.errors()]
     text = path.read_text("utf-8") if path.is_file() else ""
     try:
         doc = tomlkit.parse(text)
