@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-import uuid
 
 import fastapi_poe as fp
 
-from polybot.conversation import PROTOCOL_VERSION
+from polybot.conversation import query_request
 from polybot.errors import PolybotError, did_you_mean
 from polybot.livebuild import LiveBuild
 from polybot.reliability import ToolActivity
@@ -16,8 +15,7 @@ from polybot.runtime import Runtime
 
 async def reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
     """Stream one reply to stdout; returns (text, ok)."""
-    request = fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=history, user_id="polybot-chat",
-                              conversation_id="polybot-chat", message_id=uuid.uuid4().hex)
+    request = query_request(history, user_id="polybot-chat", conversation_id="polybot-chat")
     text = ""
     async for event in runtime.respond(request):
         if isinstance(event, fp.ErrorResponse):

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from polybot.config import plain_errors
-from polybot.conversation import PROTOCOL_VERSION
+from polybot.conversation import query_request
 from polybot.reliability import TRUNCATED_NOTICE, ReplyInfo
 
 if TYPE_CHECKING:
@@ -257,8 +257,8 @@ def to_query(body: ChatCompletionRequest, runtime: Runtime) -> fp.QueryRequest:
             messages[last] = messages[last].model_copy(update={"parameters": parameters})
     controls = _control_names(runtime)
     temperature = None if "temperature" in controls else body.temperature
-    return fp.QueryRequest(
-        version=PROTOCOL_VERSION, type="query", query=messages,
+    return query_request(
+        messages,
         user_id=f"openai:{body.user}" if body.user else "openai",
         conversation_id=f"c-{uuid.uuid4().hex}", message_id=f"m-{uuid.uuid4().hex}",
         temperature=temperature, stop_sequences=stop,

@@ -108,8 +108,7 @@ class Runtime:
         context = template_context(request, params)
         if self.hooks is not None and self.hooks.context is not None:
             context = {**self._call_hook("context", self.hooks.context, request), **context}
-        context["bot"] = {"name": spec.name, "description": spec.description, "version": spec.version,
-                          "provider": spec.provider, "model": spec.model}
+        context["bot"] = spec.metadata()
         context["vars"] = spec.vars
         try:
             prompt = self.library.render(spec.name, context)

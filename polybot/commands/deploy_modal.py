@@ -10,7 +10,7 @@ from pathlib import Path
 from polybot.deploy import modal
 from polybot.deploy.modal import APP_FILE, app_name, render_modal_app
 from polybot.errors import PolybotError
-from polybot.manifest import load_manifest
+from polybot.manifest import load_manifest, manifest_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class Options:
 def run(options: Options) -> int:
     """Write build/modal_app.py, then `modal deploy` it once Modal is installed and logged in."""
     root: Path = options.project
-    manifest = load_manifest(root / "build" / "manifest.json")
+    manifest = load_manifest(manifest_path(root))
     if not (root / "build" / "constraints.txt").is_file():
         raise PolybotError(["build/constraints.txt: not found; run `polybot build` (it pins the versions the "
                             "Modal image installs), then polybot deploy modal again"])

@@ -11,7 +11,7 @@ from polybot.app import create_app
 from polybot.env import load_env
 from polybot.listen import bind, plural
 from polybot.listen import run as run_app
-from polybot.manifest import load_manifest
+from polybot.manifest import load_manifest, manifest_path
 from polybot.openai_api import endpoint_notice
 from polybot.serve import run_workers
 
@@ -30,7 +30,7 @@ def run(options: Options) -> int:
 
     root: Path = options.project
     load_env(root)
-    manifest = load_manifest(root / "build" / "manifest.json")
+    manifest = load_manifest(manifest_path(root))
     server = create_app(manifest, root, allow_without_key=options.allow_without_key)
     sock = bind(options.host, options.port)  # a busy port is one line, before the "serving" line
     print(f"polybot serve: {plural(len(server.bots), 'bot')} on http://{options.host}:{options.port}/<Name>"

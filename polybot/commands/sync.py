@@ -9,7 +9,7 @@ from pathlib import Path
 
 from polybot.env import load_env
 from polybot.errors import PolybotError, did_you_mean
-from polybot.manifest import load_manifest
+from polybot.manifest import load_manifest, manifest_path
 from polybot.runtime import runtimes_from_manifest
 from polybot.sync import DEFAULT_BASE_URL, stale, sync_one
 
@@ -31,7 +31,7 @@ def run(options: Options) -> int:
         return run_api_bots(options)
     root: Path = options.project
     load_env(root)
-    manifest = load_manifest(root / "build" / "manifest.json")
+    manifest = load_manifest(manifest_path(root))
     changes = stale(root, manifest)
     if changes:
         raise PolybotError([f"build/ is stale: {change}" for change in changes] +
@@ -56,7 +56,7 @@ def run_api_bots(options: Options) -> int:
     from polybot.api_bots import POE_API_KEY_ENV, POE_API_URL, ApiBotSync
 
     root: Path = options.project
-    runtimes = {r.spec.name: r for r in runtimes_from_manifest(load_manifest(root / "build" / "manifest.json"), root)}
+    runtimes = {r.spec.name: r for r in runtimes_from_manifest(load_manifest(manifest_path(root)), root)}
     names: Sequence[str] = list(dict.fromkeys(options.names)) or sorted(
         n for n, r in runtimes.items() if r.spec.poe.kind == "api")
     problems = [f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"
