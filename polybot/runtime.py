@@ -13,6 +13,7 @@ from typing import Any
 
 import fastapi_poe as fp
 
+from polybot.config import ProviderConfig
 from polybot.controls import OVERRIDABLE, allowed_params, default_params, parameter_controls
 from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
 from polybot.hookloader import Hooks, hook_problem, load_hooks
@@ -211,26 +212,34 @@ class Runtime:
                                            f"{hook}() failed"))
 
     def settings(self) -> fp.SettingsResponse:
-        poe = self.spec.poe
-        values = poe.model_dump(exclude={"access_key_env", "suggested_replies", "kind", "base_url", "pricing"},
-                                exclude_none=True)
-        values["server_bot_dependencies"] = self.dependencies()
-        return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls,
-                                                                                   self.spec.layout))
+        return settings(self.spec, self.pool.configs)
 
     def dependencies(self) -> dict[str, int]:
-        """Poe bots this bot calls: one call per reply for every `poe`-kind link of its chain
-        (fallbacks included), merged with `[poe] server_bot_dependencies` (explicit counts win)."""
-        found: dict[str, int] = {}
-        links = [(self.spec.provider, self.spec.model)]
-        links += [(fb.provider, fb.model or "") for fb in self.spec.fallback]
-        for provider, model in links:
-            config = self.pool.configs.get(provider)
-            if config is not None and config.kind == "poe":
-                name = model or config.default_model or ""
-                if name:
-                    found[name] = max(found.get(name, 0), 1)
-        return {**found, **self.spec.poe.server_bot_dependencies}
+        return dependencies(self.spec, self.pool.configs)
+
+
+def settings(spec: BotSpec, providers: Mapping[str, ProviderConfig]) -> fp.SettingsResponse:
+    """What the bot answers Poe's settings request with (and `polybot sync` pushes): from its
+    compiled spec and the manifest's providers alone, no hooks.py imported."""
+    values = spec.poe.model_dump(exclude={"access_key_env", "suggested_replies", "kind", "base_url", "pricing"},
+                                 exclude_none=True)
+    values["server_bot_dependencies"] = dependencies(spec, providers)
+    return fp.SettingsResponse(**values, parameter_controls=parameter_controls(spec.controls, spec.layout))
+
+
+def dependencies(spec: BotSpec, providers: Mapping[str, ProviderConfig]) -> dict[str, int]:
+    """Poe bots this bot calls: one call per reply for every `poe`-kind link of its chain
+    (fallbacks included), merged with `[poe] server_bot_dependencies` (explicit counts win)."""
+    found: dict[str, int] = {}
+    links = [(spec.provider, spec.model)]
+    links += [(fb.provider, fb.model or "") for fb in spec.fallback]
+    for provider, model in links:
+        config = providers.get(provider)
+        if config is not None and config.kind == "poe":
+            name = model or config.default_model or ""
+            if name:
+                found[name] = max(found.get(name, 0), 1)
+    return {**found, **spec.poe.server_bot_dependencies}
 
 
 def tool_round(request: fp.QueryRequest) -> list[Message]:

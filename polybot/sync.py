@@ -5,31 +5,33 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from polybot.build import compile_project
+from polybot.config import ProviderConfig
 from polybot.errors import PolybotError
-from polybot.manifest import Manifest
-from polybot.runtime import Runtime
+from polybot.manifest import BotSpec, Manifest
+from polybot.runtime import settings as bot_settings
 
 #: fastapi_poe's own default; POLYBOT_POE_BASE_URL or --base-url point elsewhere (e.g. a test server).
 DEFAULT_BASE_URL = "https://api.poe.com/bot/"
 
 
-def sync_one(runtime: Runtime, base_url: str) -> str | None:
+def sync_one(spec: BotSpec, providers: Mapping[str, ProviderConfig], base_url: str) -> str | None:
     """Push one bot's settings; prints `synced <Name>`, or returns the problem line."""
     import fastapi_poe as fp
 
-    name, variable = runtime.spec.name, runtime.spec.access_key_env
+    name, variable = spec.name, spec.access_key_env
     key = os.environ.get(variable, "")
     if not key:
         return (f"{name}: {variable} is not set: store the bot's Poe access key with `polybot keys set "
                 f"{variable}` (or export it), then run polybot sync again")
     # The same body fastapi_poe sends when it syncs a bot itself, and that the bot serves.
-    settings = runtime.settings().model_dump()
+    settings = bot_settings(spec, providers).model_dump()
     try:
         # fastapi_poe prints Poe's answer; we print one line of our own instead.
         with contextlib.redirect_stdout(io.StringIO()):

@@ -10,7 +10,6 @@ from pathlib import Path
 from polybot.env import load_env
 from polybot.errors import PolybotError, did_you_mean
 from polybot.manifest import load_manifest, manifest_path
-from polybot.runtime import runtimes_from_manifest
 from polybot.sync import DEFAULT_BASE_URL, stale, sync_one
 
 
@@ -36,16 +35,17 @@ def run(options: Options) -> int:
     if changes:
         raise PolybotError([f"build/ is stale: {change}" for change in changes] +
                            ["run `polybot build` (and commit build/), then polybot sync again"])
-    runtimes = {r.spec.name: r for r in runtimes_from_manifest(manifest, root)}
+    specs = manifest.bots  # settings come from the compiled specs: no bot's hooks.py is imported
     # API bots are published with --api-bots; they have no server-bot settings to push.
     names: Sequence[str] = list(dict.fromkeys(options.names)) or sorted(
-        n for n, r in runtimes.items() if r.spec.poe.kind != "api")
-    unknown = [n for n in names if n not in runtimes]
+        n for n, s in specs.items() if s.poe.kind != "api")
+    unknown = [n for n in names if n not in specs]
     if unknown:
-        raise PolybotError([f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"
+        raise PolybotError([f"no bot named {n!r}{did_you_mean(n, specs)} in build/manifest.json"
                             for n in unknown])
     base = options.base_url or os.environ.get("POLYBOT_POE_BASE_URL") or DEFAULT_BASE_URL
-    failures = [problem for name in names if (problem := sync_one(runtimes[name], base)) is not None]
+    failures = [problem for name in names
+                if (problem := sync_one(specs[name], manifest.providers, base)) is not None]
     if failures:
         raise PolybotError(failures)
     return 0
@@ -56,13 +56,13 @@ def run_api_bots(options: Options) -> int:
     from polybot.api_bots import POE_API_KEY_ENV, POE_API_URL, ApiBotSync
 
     root: Path = options.project
-    runtimes = {r.spec.name: r for r in runtimes_from_manifest(load_manifest(manifest_path(root)), root)}
+    specs = load_manifest(manifest_path(root)).bots  # the compiled specs: no bot's hooks.py is imported
     names: Sequence[str] = list(dict.fromkeys(options.names)) or sorted(
-        n for n, r in runtimes.items() if r.spec.poe.kind == "api")
-    problems = [f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"
-                for n in names if n not in runtimes]
+        n for n, s in specs.items() if s.poe.kind == "api")
+    problems = [f"no bot named {n!r}{did_you_mean(n, specs)} in build/manifest.json"
+                for n in names if n not in specs]
     problems += [f"{n}: not an API bot; add `kind = \"api\"` to its [poe] table" for n in names
-                 if n in runtimes and runtimes[n].spec.poe.kind != "api"]
+                 if n in specs and specs[n].poe.kind != "api"]
     if not names:
         problems.append('no bot is marked `[poe] kind = "api"`; add it to the bots to publish as Poe API bots')
     key = os.environ.get(POE_API_KEY_ENV, "")
@@ -73,7 +73,7 @@ def run_api_bots(options: Options) -> int:
     base = os.environ.get("POLYBOT_POE_API_URL") or POE_API_URL
     syncer = ApiBotSync(base, key, dry_run=options.dry_run, send_key=options.send_key)
     try:
-        failures = [p for n in names if (p := syncer.sync(runtimes[n], options.url)) is not None]
+        failures = [p for n in names if (p := syncer.sync(specs[n], options.url)) is not None]
     finally:
         syncer.close()
     if failures:
