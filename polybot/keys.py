@@ -45,7 +45,8 @@ def status(variable: str) -> str:
     return "missing" if where is None else ("set in .env" if where == ENV_FILE else "set in the environment")
 
 
-def set_key(root: Path, name: str | None) -> int:
+def set_key(root: Path, name: str | None) -> None:
+    """Store `name` in .env, its value read from the terminal (no echo) or stdin."""
     if not name:
         raise PolybotError(["polybot keys set needs a variable name, e.g. polybot keys set OPENAI_API_KEY"])
     if not VARIABLE.match(name):
@@ -64,7 +65,6 @@ def set_key(root: Path, name: str | None) -> int:
         print(f"note: {name} is also set in your environment, which wins over {ENV_FILE}", file=sys.stderr)
     elif name not in needed(root, _providers(root)):
         print(f"note: no bot in this project uses {name} yet", file=sys.stderr)
-    return 0
 
 
 def _providers(root: Path) -> dict[str, ProviderConfig]:

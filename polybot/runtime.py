@@ -14,7 +14,7 @@ from typing import Any
 import fastapi_poe as fp
 
 from polybot.config import ProviderConfig
-from polybot.controls import OVERRIDABLE, allowed_params, default_params, parameter_controls
+from polybot.controls import allowed_params, default_params, parameter_controls
 from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
 from polybot.hookloader import Hooks, hook_problem, load_hooks
 from polybot.manifest import BotSpec, Manifest
@@ -271,7 +271,7 @@ def chosen_params(spec: BotSpec, request: fp.QueryRequest) -> dict[str, Any]:
 def _override_model(spec: BotSpec, params: Mapping[str, Any]) -> str:
     """A `model` control may pick among its own drop-down options, nothing else."""
     picked = params.get("model")
-    if picked is None or "model" not in OVERRIDABLE:
+    if picked is None:
         return spec.model
     for control in spec.controls:
         if control.get("parameter_name") == "model":

@@ -24,7 +24,8 @@ def run(options: Options) -> int:
     root: Path = options.project
     load_env(root)
     if options.action == "set":
-        return set_key(root, options.name)
+        set_key(root, options.name)
+        return 0
     providers, problems = report_problems(root)
     variables = needed(root, providers)
     if not variables:
