@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from polybot.version import __version__
 
 __all__ = [
     "ChatRequest",
@@ -37,7 +37,7 @@ _WHERE = {
     "register_kind": "polybot.providers",
     "PolybotError": "polybot.errors",
     "Problem": "polybot.errors",
-    "Runtime": "polybot.bot",
+    "Runtime": "polybot.runtime",
 }
 
 if TYPE_CHECKING:

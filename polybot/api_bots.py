@@ -18,53 +18,20 @@ sends tiers as `pricing.tiers = [{"min_prompt_tokens", "prompt", "completion"}]`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from polybot.config import PoePricing
-from polybot.errors import PolybotError, did_you_mean
-from polybot.manifest import load_manifest
-from polybot.runtime import Runtime
+from polybot.errors import PolybotError
+from polybot.manifest import BotSpec
 
 #: The Bots REST API; POLYBOT_POE_API_URL points elsewhere (a test server).
 POE_API_URL = "https://api.poe.com"
 POE_API_KEY_ENV = "POE_API_KEY"
-
-
-def cmd_sync_api_bots(args: argparse.Namespace) -> int:
-    """Create or update the named API bots (default: every bot marked `[poe] kind = "api"`)."""
-    from polybot.runtime import runtimes_from_manifest
-
-    root: Path = args.project
-    runtimes = {r.spec.name: r for r in runtimes_from_manifest(load_manifest(root / "build" / "manifest.json"), root)}
-    names: Sequence[str] = list(dict.fromkeys(args.names)) or sorted(
-        n for n, r in runtimes.items() if r.spec.poe.kind == "api")
-    problems = [f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"
-                for n in names if n not in runtimes]
-    problems += [f"{n}: not an API bot; add `kind = \"api\"` to its [poe] table" for n in names
-                 if n in runtimes and runtimes[n].spec.poe.kind != "api"]
-    if not names:
-        problems.append('no bot is marked `[poe] kind = "api"`; add it to the bots to publish as Poe API bots')
-    key = os.environ.get(POE_API_KEY_ENV, "")
-    if not key:
-        problems.append(f"{POE_API_KEY_ENV} is not set: export your Poe API key (poe.com/api/keys)")
-    if problems:
-        raise PolybotError(problems)
-    base = os.environ.get("POLYBOT_POE_API_URL") or POE_API_URL
-    syncer = ApiBotSync(base, key, dry_run=args.dry_run, send_key=args.send_key)
-    try:
-        failures = [p for n in names if (p := syncer.sync(runtimes[n], args.url)) is not None]
-    finally:
-        syncer.close()
-    if failures:
-        raise PolybotError(failures)
-    return 0
 
 
 def endpoint_url(url: str) -> str:
@@ -83,11 +50,10 @@ def pricing(p: PoePricing) -> dict[str, Any]:
     return out
 
 
-def desired(runtime: Runtime, url: str) -> dict[str, Any]:
+def desired(spec: BotSpec, url: str) -> dict[str, Any]:
     """What Poe should hold for this bot (everything but the endpoint key)."""
     from polybot.controls import parameter_controls
 
-    spec = runtime.spec
     assert spec.poe.pricing is not None
     settings: dict[str, Any] = {
         "model_name": spec.name,
@@ -124,9 +90,11 @@ def differences(current: Mapping[str, Any] | None, want: Mapping[str, Any], pref
 class ApiBotSync:
     """One Bots REST API client for a run of `sync --api-bots`."""
 
-    def __init__(self, base_url: str, poe_key: str, *, dry_run: bool = False, send_key: bool = False) -> None:
+    def __init__(self, base_url: str, poe_key: str, *, dry_run: bool = False, send_key: bool = False,
+                 environ: Mapping[str, str] | None = None) -> None:
         import httpx
 
+        self.environ = os.environ if environ is None else environ
         self.key = poe_key
         self.dry_run = dry_run
         self.send_key = send_key
@@ -136,9 +104,8 @@ class ApiBotSync:
     def close(self) -> None:
         self.http.close()
 
-    def sync(self, runtime: Runtime, url: str | None) -> str | None:
+    def sync(self, spec: BotSpec, url: str | None) -> str | None:
         """Create or update one bot; prints what it did (or would do); returns a problem line."""
-        spec = runtime.spec
         name = spec.name
         url = url or spec.poe.base_url
         if not url:
@@ -146,11 +113,11 @@ class ApiBotSync:
                     "`base_url` in its [poe] table")
         if spec.poe.pricing is None or spec.poe.pricing.prompt is None or spec.poe.pricing.completion is None:
             return f"{name}: [poe.pricing] is missing: add `prompt` and `completion` (USD per token)"
-        endpoint_key = runtime.environ.get(spec.openai_api_key_env, "")
+        endpoint_key = self.environ.get(spec.openai_api_key_env, "")
         if not endpoint_key:
             return (f"{name}: {spec.openai_api_key_env} is not set: it holds the key Poe sends to your endpoint; "
                     "export it (the same value `polybot serve` checks)")
-        want = desired(runtime, url)
+        want = desired(spec, url)
         try:
             current = self._get(name)
             if current is None:

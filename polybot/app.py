@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polybot.bot import PolyPoeBot
+from polybot.config import plain_errors
 from polybot.errors import PolybotError
 from polybot.manifest import Manifest
 from polybot.poe_sse import QUERY_SCOPE_KEY, PoeStream
@@ -136,9 +137,8 @@ def parse_poe_body(body: bytes) -> tuple[BaseModel | None, str | None]:
     try:
         return model.model_validate({**data, "access_key": "", "api_key": ""}), None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        return None, f"invalid {kind} request: {where}: {first['msg']}"
+        where, message = plain_errors(exc, "body")[0]
+        return None, f"invalid {kind} request: {where}: {message}"
     except (ValueError, TypeError, RecursionError) as exc:
         return None, f"invalid {kind} request: {type(exc).__name__}"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from polybot.app import create_app
 from polybot.env import load_env
-from polybot.manifest import load_manifest
+from polybot.manifest import load_manifest, manifest_path
 from polybot.replylog import configure
 
 _root = Path(os.environ.get("POLYBOT_PROJECT", ".")).resolve()
 load_env(_root)
 configure("json")
-app = create_app(load_manifest(_root / "build" / "manifest.json"), _root,
+app = create_app(load_manifest(manifest_path(_root)), _root,
                  allow_without_key=os.environ.get("POLYBOT_ALLOW_WITHOUT_KEY", "") in ("1", "true")).app

@@ -189,16 +189,15 @@ async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, sess
                    judge: Any = None) -> Outcome:
     import fastapi_poe as fp
 
-    from polybot.conversation import PROTOCOL_VERSION
+    from polybot.conversation import query_request
     from polybot.runtime import chosen_params
 
     started = time.monotonic()
     outcome = Outcome(bot, test.name or test.ask, line)
     query = [fp.ProtocolMessage(role=role, content=text) for role, text in test.history]
     query.append(fp.ProtocolMessage(role="user", content=test.ask, parameters=dict(test.params)))
-    request = fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=query, user_id="polybot-test",
-                              conversation_id=f"test-{uuid.uuid5(uuid.NAMESPACE_URL, bot + (test.name or ''))}",
-                              message_id="polybot-test")
+    request = query_request(query, user_id="polybot-test", message_id="polybot-test",
+                            conversation_id=f"test-{uuid.uuid5(uuid.NAMESPACE_URL, bot + (test.name or ''))}")
     if test.prompt_contains:
         try:
             prompt = runtime.render_prompt(request, chosen_params(runtime.spec, request))
@@ -213,10 +212,9 @@ async def _run_one(runtime: Any, test: BotTest, bot: str, line: int | None, sess
         text, error = await _ask(runtime, request)
         verdict = None
         if test.judge and judge is not None and error is None and len(session.missing) == missing_before:
-            ask = fp.QueryRequest(version=PROTOCOL_VERSION, type="query", user_id="polybot-test",
-                                  conversation_id=request.conversation_id + "-judge", message_id="polybot-judge",
-                                  query=[fp.ProtocolMessage(role="user", content=JUDGE_PROMPT.format(
-                                      criterion=test.judge, ask=test.ask, reply=text))])
+            ask = query_request([fp.ProtocolMessage(role="user", content=JUDGE_PROMPT.format(
+                criterion=test.judge, ask=test.ask, reply=text))], user_id="polybot-test",
+                conversation_id=request.conversation_id + "-judge", message_id="polybot-judge")
             verdict, error = await _ask(judge, ask)
         if len(session.missing) > missing_before:
             outcome.failures.append(f"no recording of its provider request ({session.missing[-1]}); record it "
@@ -274,12 +272,3 @@ def print_report(report: Report, out: Any = None) -> None:
     if report.written:
         summary += f"; wrote {len(report.written)} recording{'s' if len(report.written) != 1 else ''}"
     print(summary, file=out)
-
-
-def cmd_test(args: Any) -> int:
-    root: Path = args.project
-    report = run_tests(root, args.names, record=args.record)
-    print_report(report)
-    if getattr(args, "junit", None):
-        Path(args.junit).write_text(junit(report), "utf-8")
-    return 1 if report.failed or report.problems else 0

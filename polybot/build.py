@@ -51,7 +51,9 @@ class ProjectSources:
 
 
 def read_project(root: Path) -> ProjectSources:
-    providers, problems = load_providers(root)
+    from polybot.providers import known_kinds  # each providers.toml `kind` must be a registered one
+
+    providers, problems = load_providers(root, known_kinds())
     problems += outside_links(root)
     shared = read_templates(root / "bots" / SHARED_DIR, root)
     providers_file = root / "providers.toml"
@@ -498,33 +500,3 @@ def _display(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path)
-
-
-def _check_bot_tests(root: Path) -> int:
-    """`build --check` also runs every bot's tests.toml, offline from recordings (SPEC §8)."""
-    from polybot.bottests import TESTS_FILE, print_report, run_tests
-
-    if not any((root / "bots").glob(f"*/{TESTS_FILE}")):
-        return 0
-    report = run_tests(root)
-    if report.failed or report.problems:
-        print_report(report)
-        return 1
-    count = len(report.outcomes)
-    print(f"bot tests pass ({count} test{'s' if count != 1 else ''})")
-    return 0
-
-
-def cmd_build(args: Any) -> int:
-    root: Path = args.project
-    out: Path = (args.out if args.out is not None else root / "build").resolve()
-    result = build(root, out, check=args.check)
-    n = len(result.manifest.bots)
-    rel = _display(out, root)
-    if args.check:
-        print(f"{rel}/ is up to date ({n} bot{'' if n == 1 else 's'})")
-        return _check_bot_tests(root)
-    else:
-        print(f"built {n} bot{'' if n == 1 else 's'} into {rel}/ "
-              f"({result.rendered} rendered, {n - result.rendered} unchanged)")
-    return 0

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import uuid
-from pathlib import Path
-from typing import Any
 
 import fastapi_poe as fp
 
-from polybot.conversation import PROTOCOL_VERSION
-from polybot.env import load_env
+from polybot.conversation import query_request
 from polybot.errors import PolybotError, did_you_mean
 from polybot.livebuild import LiveBuild
 from polybot.reliability import ToolActivity
 from polybot.runtime import Runtime
 
 
-async def _reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
+async def reply(runtime: Runtime, history: list[fp.ProtocolMessage]) -> tuple[str, bool]:
     """Stream one reply to stdout; returns (text, ok)."""
-    request = fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=history, user_id="polybot-chat",
-                              conversation_id="polybot-chat", message_id=uuid.uuid4().hex)
+    request = query_request(history, user_id="polybot-chat", conversation_id="polybot-chat")
     text = ""
     async for event in runtime.respond(request):
         if isinstance(event, fp.ErrorResponse):
@@ -67,36 +61,3 @@ def find_runtime(workspace: LiveBuild, name: str) -> Runtime:
         raise PolybotError([*problems, f"{name} was not loaded because of the errors above"])
     raise PolybotError([*problems, f"no bot named {name!r}{did_you_mean(name, workspace.runtimes)}; "
                         "`polybot list` shows the bots"])
-
-
-def cmd_chat(args: Any) -> int:
-    root: Path = args.project
-    load_env(root)
-    workspace = LiveBuild(root)
-    runtime = find_runtime(workspace, args.name)
-    # One event loop for the whole session (the SDK clients live on it); input() runs on the main
-    # thread between replies, so Ctrl-C at the prompt ends the chat at once.
-    with asyncio.Runner() as runner:
-        try:
-            history: list[fp.ProtocolMessage] = []
-            if args.message is not None:
-                message = sys.stdin.read() if args.message == "-" else args.message
-                history.append(fp.ProtocolMessage(role="user", content=message))
-                return 0 if runner.run(_reply(runtime, history))[1] else 1
-            if sys.stdin.isatty():
-                import readline  # noqa: F401 - line editing and history at the prompt
-            print(f"Chatting with {args.name} (Ctrl-D or Ctrl-C to quit).", file=sys.stderr)
-            while True:
-                try:
-                    line = input("you> ")
-                except EOFError:
-                    print(file=sys.stderr)
-                    return 0
-                history.append(fp.ProtocolMessage(role="user", content=line))
-                text, ok = runner.run(_reply(runtime, history))
-                if ok:
-                    history.append(fp.ProtocolMessage(role="bot", content=text))
-                else:
-                    history.pop()
-        finally:
-            runner.run(workspace.pool.aclose())

@@ -14,10 +14,10 @@ from polybot.project import find_bots, name_problems
 
 def project_problems(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]]:
     """Provider plugins, providers.toml and bot names: cheap checks every command can afford."""
-    from polybot.providers import load_plugins
+    from polybot.providers import known_kinds, load_plugins
 
     plugins = [Problem(where, None, message) for where, message in load_plugins()]
-    providers, problems = load_providers(root)
+    providers, problems = load_providers(root, known_kinds())
     return providers, plugins + problems + name_problems(find_bots(root))
 
 

@@ -6,13 +6,11 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from polybot.errors import PolybotError, did_you_mean
-
-Command = Callable[[argparse.Namespace], int | None]
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -81,19 +79,19 @@ def _parser() -> Parser:
                         help="the project folder (default: the nearest one from here upwards)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    def command(group: Any, name: str, help: str, target: str, example: str) -> Parser:  # noqa: A002
+    def command(group: Any, name: str, help: str, module: str, example: str) -> Parser:  # noqa: A002
         p: Parser = group.add_parser(name, help=help, description=help, formatter_class=_Formatter,
                                      epilog="example:\n  " + example.replace("\n", "\n  "))
         p.add_argument("--project", type=Path, default=argparse.SUPPRESS, metavar="DIR",
                        help="the project folder (default: the nearest one from here upwards)")
-        p.set_defaults(target=target, command_parser=p)
+        p.set_defaults(command_module=module, command_parser=p)
         return p
 
-    p = command(sub, "init", "scaffold a new project", "polybot.scaffold:cmd_init",
+    p = command(sub, "init", "scaffold a new project", "init",
                 "polybot init mybots && cd mybots && polybot dev")
     p.add_argument("dir", nargs="?", type=Path, help="folder to create (default: the current folder)")
 
-    p = command(sub, "new", "create bots/NAME/ with bot.toml and system.md.j2", "polybot.scaffold:cmd_new",
+    p = command(sub, "new", "create bots/NAME/ with bot.toml and system.md.j2", "new",
                 'polybot new Haiku --provider openai --system-message "You write haiku."')
     p.add_argument("name", help="the bot's name on Poe: 4-20 letters, digits, '-', '_' or '.'")
     p.add_argument("--provider", default="echo", help="a built-in preset or a [name] of providers.toml")
@@ -109,7 +107,7 @@ def _parser() -> Parser:
     group = providers.add_subparsers(dest="providers_command", required=True, metavar="ACTION",
                                      parser_class=Parser)
     p = command(group, "add", "add or replace a provider in providers.toml, keeping its comments",
-                "polybot.scaffold:cmd_providers_add",
+                "providers_add",
                 "polybot providers add local --kind openai --api-base http://127.0.0.1:8000/v1 \\\n"
                 "    --api-key-env LOCAL_KEY --default-model llama")
     p.add_argument("name", help="the provider's name, used as `provider = NAME` in bot.toml")
@@ -123,23 +121,23 @@ def _parser() -> Parser:
     p.add_argument("--header", action="append", default=[], metavar='"K: V"', help="an extra HTTP header")
     p.add_argument("--force", action="store_true", help="replace an existing provider of that name")
 
-    p = command(sub, "list", "what the project defines, with key status", "polybot.listing:cmd_list",
+    p = command(sub, "list", "what the project defines, with key status", "list",
                 "polybot list providers")
     p.add_argument("what", nargs="?", choices=["bots", "providers"], default="bots",
                    help="bots or providers (default: bots)")
 
     p = command(sub, "keys", "every variable the project needs, and whether each is set (never its value)",
-                "polybot.keys:cmd_keys", "polybot keys\npolybot keys set OPENAI_API_KEY    # prompts, no echo")
+                "keys", "polybot keys\npolybot keys set OPENAI_API_KEY    # prompts, no echo")
     p.add_argument("action", nargs="?", choices=["list", "set"], default="list",
                    help="list them, or set one in .env (default: list)")
     p.add_argument("name", nargs="?", help="with set: the variable, e.g. OPENAI_API_KEY")
 
-    p = command(sub, "build", "validate every bot and write the build", "polybot.build:cmd_build",
+    p = command(sub, "build", "validate every bot and write the build", "build",
                 "polybot build --check    # in CI: fails when build/ is stale")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: build)")
     p.add_argument("--check", action="store_true", help="fail if the build is stale (for CI)")
 
-    p = command(sub, "dev", "serve from source with live reload and a playground", "polybot.dev:cmd_dev",
+    p = command(sub, "dev", "serve from source with live reload and a playground", "dev",
                 "polybot dev --port 8081")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=port, default=8080, help="port to listen on")
@@ -147,7 +145,7 @@ def _parser() -> Parser:
                    help="also answer requests for this Host name (a tunnel's, say); its callers need a bot's "
                         "access key (default: loopback names only)")
 
-    p = command(sub, "serve", "serve build/manifest.json in production", "polybot.serve:cmd_serve",
+    p = command(sub, "serve", "serve build/manifest.json in production", "serve",
                 "polybot serve --port 8080 --workers 4")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=port, default=8080, help="port to listen on")
@@ -155,12 +153,12 @@ def _parser() -> Parser:
     p.add_argument("--allow-without-key", action="store_true",
                    help="serve bots whose Poe access key is unset (they answer anyone)")
 
-    p = command(sub, "chat", "talk to a bot in the terminal", "polybot.chat:cmd_chat",
+    p = command(sub, "chat", "talk to a bot in the terminal", "chat",
                 'polybot chat Echo\npolybot chat Echo -m "hello"\necho "hello" | polybot chat Echo -m -')
     p.add_argument("name", help="the bot's name")
     p.add_argument("-m", "--message", help="send one message, print the reply, exit ('-' reads stdin)")
 
-    p = command(sub, "sync", "push each bot's settings to Poe", "polybot.sync:cmd_sync",
+    p = command(sub, "sync", "push each bot's settings to Poe", "sync",
                 "polybot sync Haiku")
     p.add_argument("names", nargs="*", metavar="NAME", help="the bots to sync (default: all)")
     p.add_argument("--base-url", default=None, metavar="URL",
@@ -172,33 +170,38 @@ def _parser() -> Parser:
     p.add_argument("--send-key", action="store_true", help="with --api-bots: send the endpoint key even if "
                    "nothing else changed (after rotating it)")
 
-    p = command(sub, "test", "run each bot's tests.toml, offline from recordings", "polybot.bottests:cmd_test",
+    p = command(sub, "test", "run each bot's tests.toml, offline from recordings", "test",
                 "polybot test\npolybot test Haiku --record\npolybot test --junit report.xml")
     p.add_argument("names", nargs="*", metavar="NAME", help="the bots to test (default: every bot with tests)")
     p.add_argument("--record", action="store_true",
                    help="call the real providers (keys from the environment or .env) and write recordings")
-    p.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report")
+    p.add_argument("--junit", type=Path, default=None, metavar="PATH", help="also write a JUnit XML report")
 
     deploy = sub.add_parser("deploy", help="deploy the build", description="deploy the build")
     group = deploy.add_subparsers(dest="deploy_target", required=True, metavar="TARGET", parser_class=Parser)
     p = command(group, "modal", "generate the Modal app for the build and deploy it",
-                "polybot.deploy.modal:cmd_deploy", "polybot deploy modal --name my-bots")
+                "deploy_modal", "polybot deploy modal --name my-bots")
     p.add_argument("--name", default=None, help="Modal app name (default: the project folder's name)")
     return parser
 
 
 def _version() -> str:
-    from polybot import __version__
+    from polybot.version import __version__
 
     return __version__
 
 
-def _load(target: str) -> Command:
+def _run(module_name: str, args: argparse.Namespace) -> int | None:
+    """Import `polybot.commands.<module_name>` (only now: `--help` stays fast), build its `Options`
+    from the parsed arguments, and run it."""
+    import dataclasses
     import importlib
 
-    module, _, attr = target.partition(":")
-    fn: Any = getattr(importlib.import_module(module), attr)
-    return fn  # type: ignore[no-any-return]
+    module = importlib.import_module(f"polybot.commands.{module_name}")
+    fields = dataclasses.fields(module.Options)
+    options = module.Options(**{f.name: getattr(args, f.name) for f in fields if hasattr(args, f.name)})
+    code: int | None = module.run(options)
+    return code
 
 
 def _report_project_problems(root: Path, exc: PolybotError) -> None:
@@ -221,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
     found = False  # the project, once known, whose problems go before a command's own
     try:
-        if args.target == "polybot.scaffold:cmd_init":
+        if args.command_module == "init":
             args.project = (args.project or Path.cwd()).resolve()
         else:
             from polybot.env import load_env
@@ -230,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.project = project_root(args.project)
             load_env(args.project)  # one keys story: every command reads .env; the environment wins
             found = True
-        code = _load(args.target)(args)
+        code = _run(args.command_module, args)
     except PolybotError as exc:
         if found:
             _report_project_problems(args.project, exc)

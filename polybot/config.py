@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from polybot.errors import Problem, did_you_mean
 from polybot.security import check_header_variables, check_literal_headers
@@ -55,11 +55,11 @@ class ProviderConfig(_Strict):
 
     @field_validator("kind")
     @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        from polybot.providers import known_kinds  # the registry imports this module
-
-        kinds = known_kinds()
-        if kind not in kinds:
+    def _known_kind(cls, kind: str, info: ValidationInfo) -> str:
+        # The registry (polybot.providers) imports this module: the caller passes its kinds in the
+        # validation context, `model_validate(data, context={"kinds": known_kinds()})`.
+        kinds = (info.context or {}).get("kinds")
+        if kinds is not None and kind not in kinds:
             raise ValueError(f"unknown kind {kind!r}{did_you_mean(kind, kinds)}; "
                              f"expected one of {', '.join(kinds)}")
         return kind
@@ -182,11 +182,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def validate_model(
-    model: type[M], data: dict[str, Any], text: str, rel_path: str, prefix: tuple[str | int, ...] = ()
+    model: type[M], data: dict[str, Any], text: str, rel_path: str, prefix: tuple[str | int, ...] = (),
+    context: Mapping[str, Any] | None = None,
 ) -> tuple[M | None, list[Problem]]:
-    """Validate TOML data against a model, turning every pydantic error into a located problem."""
+    """Validate TOML data against a model, turning every pydantic error into a located problem.
+    `context` is pydantic's validation context (ProviderConfig checks `kind` against `kinds`)."""
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data, context=context), []
     except ValidationError as exc:
         problems = [_problem(model, {**err, "loc": _without_tags(data, err["loc"])}, text, rel_path, prefix)
                     for err in exc.errors()]
@@ -200,8 +202,9 @@ def builtin_presets() -> dict[str, ProviderConfig]:
     return {name: ProviderConfig.model_validate(table) for name, table in tomllib.loads(text).items()}
 
 
-def load_providers(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]]:
-    """Built-in presets overlaid with the project's providers.toml (if any)."""
+def load_providers(root: Path, kinds: Sequence[str]) -> tuple[dict[str, ProviderConfig], list[Problem]]:
+    """Built-in presets overlaid with the project's providers.toml (if any); each `kind` must be
+    one of `kinds` (the registered adapters: `polybot.providers.known_kinds()`)."""
     providers = dict(builtin_presets())
     path = root / "providers.toml"
     if not path.is_file():
@@ -217,7 +220,8 @@ def load_providers(root: Path) -> tuple[dict[str, ProviderConfig], list[Problem]
                 Problem("providers.toml", line, f"{name}: expected a table [{name}] but received {table!r}")
             )
             continue
-        config, found = validate_model(ProviderConfig, table, text, "providers.toml", (name,))
+        config, found = validate_model(ProviderConfig, table, text, "providers.toml", (name,),
+                                       context={"kinds": kinds})
         problems += found
         if config is not None:
             providers[name] = config
@@ -259,6 +263,12 @@ def _without_tags(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
 def _problem(
     model: type[BaseModel], err: Any, text: str, rel_path: str, prefix: tuple[str | int, ...]
 ) -> Problem:
+    return Problem(rel_path, locate(text, prefix + tuple(err["loc"])), error_message(model, err, prefix))
+
+
+def error_message(model: type[BaseModel], err: Any, prefix: tuple[str | int, ...] = ()) -> str:
+    """One pydantic error of `model` as `key: what is wrong`, the value shown (STYLE #3): the one
+    wording of validation errors, located by `validate_model` or shown as is."""
     loc: tuple[str | int, ...] = tuple(err["loc"])
     kind: str = err["type"]
     ctx: dict[str, Any] = err.get("ctx") or {}
@@ -287,8 +297,14 @@ def _problem(
         message = f"{name}: {err['msg'].removeprefix('Value error, ')}"
     else:
         message = f"{name}: {err['msg']}"
-    line = locate(text, prefix + loc)
-    return Problem(rel_path, line, message)
+    return message
+
+
+def plain_errors(exc: ValidationError, whole: str = "") -> list[tuple[str, str]]:
+    """Each error of `exc` as (where, message) for input that is not a project file (a request
+    body, the manifest): `where` dotted (`whole` when the error is about the input itself),
+    `message` pydantic's own."""
+    return [(".".join(str(p) for p in err["loc"]) or whole, err["msg"]) for err in exc.errors()]
 
 
 def _num(value: Any) -> Any:

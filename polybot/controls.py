@@ -14,9 +14,6 @@ from polybot.errors import Problem
 if TYPE_CHECKING:
     import fastapi_poe as fp
 
-#: Control values with these names override the bot's provider parameters.
-OVERRIDABLE = ("temperature", "max_tokens", "model")
-
 
 @cache
 def _model() -> type[BaseModel]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,21 +12,26 @@ if TYPE_CHECKING:
 
 from polybot.providers.base import Image, Message
 
-PROTOCOL_VERSION = "1.2"  # fastapi_poe.client.PROTOCOL_VERSION; a test keeps them equal
+
+def query_request(messages: Sequence[fp.ProtocolMessage], *, user_id: str, conversation_id: str,
+                  message_id: str | None = None, **fields: Any) -> fp.QueryRequest:
+    """The Poe query of `messages`, in the protocol version fastapi_poe speaks: how every query
+    polybot makes itself (chat, tests, playground, the OpenAI endpoint, the poe adapter) is built.
+    `message_id` defaults to a fresh one; other QueryRequest fields (temperature, tools, ...) pass
+    through."""
+    import fastapi_poe as fp
+    from fastapi_poe.client import PROTOCOL_VERSION
+
+    return fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=list(messages), user_id=user_id,
+                           conversation_id=conversation_id, message_id=message_id or uuid.uuid4().hex, **fields)
 
 
 def sample_request(text: str = "Hello!") -> fp.QueryRequest:
     """A minimal query, used at build time to call hooks and render the sample prompt."""
     import fastapi_poe as fp
 
-    return fp.QueryRequest(
-        version=PROTOCOL_VERSION,
-        type="query",
-        query=[fp.ProtocolMessage(role="user", content=text)],
-        user_id="sample-user",
-        conversation_id="sample-conversation",
-        message_id="sample-message",
-    )
+    return query_request([fp.ProtocolMessage(role="user", content=text)], user_id="sample-user",
+                         conversation_id="sample-conversation", message_id="sample-message")
 
 
 def poe_system_text(query: Sequence[fp.ProtocolMessage]) -> str:

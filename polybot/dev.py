@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from polybot.env import load_env
-from polybot.listen import bind, plural, serve
 from polybot.livebuild import LiveBuild, Refresh
 
 
@@ -83,49 +82,3 @@ async def reload_keys(workspace: LiveBuild, changed: list[str]) -> None:
         workspace.on_put(runtime)
     await workspace.pool.aclose()
     print(f"polybot dev: .env changed ({', '.join(changed)}); keys reloaded", file=sys.stderr)
-
-
-def cmd_dev(args: Any) -> int:
-    from polybot.app import BotServer
-    from polybot.openai_api import mount_openai
-    from polybot.playground import Playground
-    from polybot.replylog import configure
-    from polybot.security import DevAccess, binding_warning
-
-    root: Path = args.project
-    load_env(root)
-    sock = bind(args.host, args.port)  # a busy port is one line, before anything else
-    access = DevAccess.for_binding(args.host, args.port, getattr(args, "allow_host", []))
-    server = BotServer(dev=access)
-    mount_openai(server, open_without_key=True)  # dev never needs keys; POLYBOT_API_KEY, when set, is checked
-    workspace = LiveBuild(root, on_put=server.put, on_remove=server.remove)
-    playground = Playground(workspace, access)
-    playground.mount(server.app)
-    first = workspace.refresh()
-    binding_warning(access, [n for n, b in server.bots.items() if not b.access_key])
-    playground.publish(first)
-    report(Refresh(problems=first.problems, kept=first.kept))
-    base = f"http://{args.host}:{args.port}"
-    print(f"polybot dev: serving {plural(len(workspace.runtimes), 'bot')}, watching bots/, providers.toml "
-          "and .env", file=sys.stderr)
-    for name in sorted(workspace.runtimes):
-        print(f"  {base}/{name}", file=sys.stderr)
-    # The playground answers loopback names only, whatever --host is.
-    print(f"playground: http://127.0.0.1:{args.port}/    (Ctrl-C to stop)", file=sys.stderr)
-    configure("readable")
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        watcher = asyncio.create_task(watch(workspace, stop, playground.publish))
-        try:
-            return await serve(server.app, sock)
-        finally:
-            stop.set()
-            watcher.cancel()
-            await workspace.pool.aclose()
-            await playground.aclose()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        sock.close()

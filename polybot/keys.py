@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from polybot.config import ProviderConfig, default_access_key_env
-from polybot.env import ENV_FILE, VARIABLE, load_env, source, store
+from polybot.env import ENV_FILE, VARIABLE, source, store
 from polybot.errors import PolybotError
 from polybot.project import find_bots
 
@@ -45,29 +45,8 @@ def status(variable: str) -> str:
     return "missing" if where is None else ("set in .env" if where == ENV_FILE else "set in the environment")
 
 
-def cmd_keys(args: Any) -> int:
-    from polybot.check import report_problems
-    from polybot.listing import table
-
-    root: Path = args.project
-    load_env(root)
-    if args.action == "set":
-        return set_key(root, args.name)
-    providers, problems = report_problems(root)
-    variables = needed(root, providers)
-    if not variables:
-        print("this project needs no keys (add a bot with `polybot new NAME`)")
-        return 1 if problems else 0
-    rows = [["VARIABLE", "STATUS", "USED BY"]]
-    rows += [[name, status(name), ", ".join(who)] for name, who in variables.items()]
-    print(table(rows))
-    missing = [name for name in variables if source(name) is None]
-    if missing:
-        print(f"\nset one with: polybot keys set {missing[0]}    (stored in {ENV_FILE}; never printed)")
-    return 1 if problems else 0
-
-
-def set_key(root: Path, name: str | None) -> int:
+def set_key(root: Path, name: str | None) -> None:
+    """Store `name` in .env, its value read from the terminal (no echo) or stdin."""
     if not name:
         raise PolybotError(["polybot keys set needs a variable name, e.g. polybot keys set OPENAI_API_KEY"])
     if not VARIABLE.match(name):
@@ -86,11 +65,11 @@ def set_key(root: Path, name: str | None) -> int:
         print(f"note: {name} is also set in your environment, which wins over {ENV_FILE}", file=sys.stderr)
     elif name not in needed(root, _providers(root)):
         print(f"note: no bot in this project uses {name} yet", file=sys.stderr)
-    return 0
 
 
 def _providers(root: Path) -> dict[str, ProviderConfig]:
     from polybot.config import load_providers
+    from polybot.providers import known_kinds
 
-    return load_providers(root)[0]
+    return load_providers(root, known_kinds())[0]
 

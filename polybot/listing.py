@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polybot.check import report_problems
 from polybot.config import ProviderConfig, default_access_key_env
-from polybot.env import load_env
 from polybot.project import find_bots
 
 
@@ -53,12 +50,3 @@ def provider_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: 
         origin = "providers.toml" if name in own else "preset"
         rows.append([name, p.kind, p.default_model or "-", origin, key_status(p.api_key_env, environ)])
     return rows
-
-
-def cmd_list(args: Any) -> int:
-    root: Path = args.project
-    load_env(root)
-    providers, problems = report_problems(root)
-    rows = bot_rows(root, providers, os.environ) if args.what == "bots" else provider_rows(root, providers, os.environ)
-    print(table(rows))
-    return 1 if problems else 0

@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from polybot import __version__
-from polybot.config import Fallback, PoeConfig, ProviderConfig
+from polybot.config import Fallback, PoeConfig, ProviderConfig, plain_errors
 from polybot.errors import PolybotError, Problem
+from polybot.providers import known_kinds
+from polybot.version import __version__
 
 FORMAT = 8  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
@@ -46,9 +47,14 @@ class BotSpec(BaseModel):
     judge: str | None = None  # [test] judge: the bot that grades `judge` checks
 
     def metadata(self) -> dict[str, str]:
-        """What `bot info` shows: no secrets, nothing internal."""
-        return {"name": self.name, "version": self.version, "description": self.description,
-                "provider": self.provider, "model": self.model}
+        """What `bot info` shows and templates see as `bot`: no secrets, nothing internal."""
+        return bot_metadata(self.name, self.description, self.version, self.provider, self.model)
+
+
+def bot_metadata(name: str, description: str, version: str, provider: str, model: str) -> dict[str, str]:
+    """A bot's public metadata (SPEC §1 `bot`, §4 `bot info`), also before its BotSpec exists (the
+    build's sample render)."""
+    return {"name": name, "version": version, "description": description, "provider": provider, "model": model}
 
 
 class Manifest(BaseModel):
@@ -68,16 +74,24 @@ class Manifest(BaseModel):
         return self.model_dump_json(indent=2).encode() + b"\n"
 
 
-def load_manifest(path: Path, rel: str = "build/manifest.json") -> Manifest:
+#: Where a project's compiled manifest is, relative to its root (what `serve`, `sync` and `deploy` read).
+MANIFEST_PATH = "build/manifest.json"
+
+
+def manifest_path(root: Path) -> Path:
+    """The project's build/manifest.json."""
+    return root / MANIFEST_PATH
+
+
+def load_manifest(path: Path, rel: str = MANIFEST_PATH) -> Manifest:
     """Read a manifest; a missing or broken one is a located PolybotError."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise PolybotError([Problem(rel, None, "not found; run `polybot build` first")]) from None
     try:
-        return Manifest.model_validate_json(raw)
+        return Manifest.model_validate_json(raw, context={"kinds": known_kinds()})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PolybotError([Problem(rel, None, f"invalid manifest ({where}: {first['msg']}); "
+        where, message = plain_errors(exc)[0]
+        raise PolybotError([Problem(rel, None, f"invalid manifest ({where}: {message}); "
                                     "rebuild it with `polybot build`")]) from None

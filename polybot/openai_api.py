@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import fastapi_poe as fp
@@ -36,12 +36,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from polybot.conversation import PROTOCOL_VERSION
+from polybot.config import plain_errors
+from polybot.conversation import query_request
 from polybot.reliability import TRUNCATED_NOTICE, ReplyInfo
 
 if TYPE_CHECKING:
-    from polybot.app import BotServer
+    from starlette.applications import Starlette
+
+    from polybot.bot import PolyPoeBot
     from polybot.runtime import Runtime
+
+
+class BotServer(Protocol):
+    """What the endpoint mounts on: `polybot.app.BotServer` (named here by shape, so that app.py,
+    which mounts the endpoint, is not imported back)."""
+
+    @property
+    def app(self) -> Starlette: ...
+
+    @property
+    def bots(self) -> Mapping[str, PolyPoeBot]: ...
+
+    @property
+    def environ(self) -> Mapping[str, str]: ...
 
 #: The variable holding the endpoint's key, unless a bot names its own (`[openai_api] key_env`).
 DEFAULT_KEY_ENV = "POLYBOT_API_KEY"
@@ -214,9 +231,8 @@ def _parse(raw: bytes) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where or None) from None
+        where, message = plain_errors(exc)[0]
+        raise ApiError(400, f"{where}: {message}" if where else message, param=where or None) from None
 
 
 # --- OpenAI request -> Poe query ------------------------------------------------------------------
@@ -241,8 +257,8 @@ def to_query(body: ChatCompletionRequest, runtime: Runtime) -> fp.QueryRequest:
             messages[last] = messages[last].model_copy(update={"parameters": parameters})
     controls = _control_names(runtime)
     temperature = None if "temperature" in controls else body.temperature
-    return fp.QueryRequest(
-        version=PROTOCOL_VERSION, type="query", query=messages,
+    return query_request(
+        messages,
         user_id=f"openai:{body.user}" if body.user else "openai",
         conversation_id=f"c-{uuid.uuid4().hex}", message_id=f"m-{uuid.uuid4().hex}",
         temperature=temperature, stop_sequences=stop,

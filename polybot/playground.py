@@ -31,12 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from polybot.config import ProviderConfig
+from polybot.config import ProviderConfig, plain_errors
 from polybot.controls import parameter_controls
-from polybot.conversation import PROTOCOL_VERSION
+from polybot.conversation import query_request
 from polybot.errors import PolybotError, Problem
 from polybot.listing import key_status
 from polybot.livebuild import LiveBuild, Refresh
+from polybot.manifest import manifest_path
 from polybot.prompts import render_off_loop
 from polybot.providers.base import ChatRequest, Chunk, Provider, Usage
 from polybot.reliability import ProviderPool, ReplyInfo, ToolActivity
@@ -93,13 +94,13 @@ class Playground:
             config = self.workspace.pool.configs.get(spec.provider)
             controls = parameter_controls(spec.controls, spec.layout)
             bots.append({
-                "name": name, "description": spec.description, "provider": spec.provider, "model": spec.model,
+                **spec.metadata(),
                 "key": key_status(config.api_key_env if config else None, os.environ),
                 "introduction": spec.poe.introduction_message or "",
                 "sections": controls.model_dump(exclude_none=True)["sections"] if controls else [],
                 "tests": (self.workspace.root / "bots" / name / "tests.toml").is_file(),
             })
-        built = (self.workspace.root / "build" / "manifest.json").is_file()
+        built = manifest_path(self.workspace.root).is_file()
         return {"version": self.version, "bots": bots, "problems": [str(p) for p in self.problems],
                 "built": built}
 
@@ -175,9 +176,8 @@ class Playground:
         try:
             body = _ChatBody.model_validate_json(await request.body())
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            return JSONResponse({"detail": f"invalid request: {where}: {first['msg']}"}, status_code=400)
+            where, message = plain_errors(exc, "body")[0]
+            return JSONResponse({"detail": f"invalid request: {where}: {message}"}, status_code=400)
         if body.source == "build":
             built = await self._built(name)
             if isinstance(built, str):
@@ -202,7 +202,7 @@ class Playground:
         from polybot.runtime import runtimes_from_manifest
 
         root = self.workspace.root
-        path = root / "build" / "manifest.json"
+        path = manifest_path(root)
         try:
             stamp = path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -409,8 +409,7 @@ def _query(body: _ChatBody, files: dict[str, _File] | None = None, base: str = "
                 for m in body.messages]
     if messages and body.params:
         messages[-1].parameters = dict(body.params)
-    return fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=messages, user_id="playground",
-                           conversation_id=body.conversation_id, message_id=uuid.uuid4().hex)
+    return query_request(messages, user_id="playground", conversation_id=body.conversation_id)
 
 
 def _attachment(file_id: str, held: _File, base: str) -> fp.Attachment:

@@ -28,7 +28,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 
-from polybot import sandbox
+import polybot.sandbox as sandbox
 from polybot.errors import Problem
 from polybot.project import PROMPT_FILE, SHARED_DIR
 

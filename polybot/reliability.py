@@ -1,10 +1,12 @@
 """From a chain of (provider, request) to Poe events: retries, timeouts, failover, one log line.
 
-The guarantees (SPEC §4): transient failures are retried before the first token with backoff that
+The guarantees of SPEC §4: transient failures are retried before the first token with backoff that
 honours Retry-After, then the next `[[fallback]]` is tried; after text was sent a failover replaces
 the partial reply (`replace_response`) or the reply ends in an error event with allow_retry=true;
-configuration failures end with allow_retry=false and the message says what to fix. Nothing hangs:
-first token, idle gap and whole reply are each bounded.
+configuration failures end with allow_retry=false and the message says what to fix; no stream
+hangs: first token, idle gap and whole reply are each bounded (providers.toml `timeout`, SPEC §1).
+The outcomes a reply ends with (truncated, refused, tool_call) and the log line that records them
+are SPEC §6.
 """
 
 from __future__ import annotations

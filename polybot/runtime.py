@@ -13,7 +13,8 @@ from typing import Any
 
 import fastapi_poe as fp
 
-from polybot.controls import OVERRIDABLE, allowed_params, default_params, parameter_controls
+from polybot.config import ProviderConfig
+from polybot.controls import allowed_params, default_params, parameter_controls
 from polybot.conversation import last_user_text, poe_system_text, template_context, to_messages
 from polybot.hookloader import Hooks, hook_problem, load_hooks
 from polybot.manifest import BotSpec, Manifest
@@ -108,8 +109,7 @@ class Runtime:
         context = template_context(request, params)
         if self.hooks is not None and self.hooks.context is not None:
             context = {**self._call_hook("context", self.hooks.context, request), **context}
-        context["bot"] = {"name": spec.name, "description": spec.description, "version": spec.version,
-                          "provider": spec.provider, "model": spec.model}
+        context["bot"] = spec.metadata()
         context["vars"] = spec.vars
         try:
             prompt = self.library.render(spec.name, context)
@@ -212,26 +212,34 @@ class Runtime:
                                            f"{hook}() failed"))
 
     def settings(self) -> fp.SettingsResponse:
-        poe = self.spec.poe
-        values = poe.model_dump(exclude={"access_key_env", "suggested_replies", "kind", "base_url", "pricing"},
-                                exclude_none=True)
-        values["server_bot_dependencies"] = self.dependencies()
-        return fp.SettingsResponse(**values, parameter_controls=parameter_controls(self.spec.controls,
-                                                                                   self.spec.layout))
+        return settings(self.spec, self.pool.configs)
 
     def dependencies(self) -> dict[str, int]:
-        """Poe bots this bot calls: one call per reply for every `poe`-kind link of its chain
-        (fallbacks included), merged with `[poe] server_bot_dependencies` (explicit counts win)."""
-        found: dict[str, int] = {}
-        links = [(self.spec.provider, self.spec.model)]
-        links += [(fb.provider, fb.model or "") for fb in self.spec.fallback]
-        for provider, model in links:
-            config = self.pool.configs.get(provider)
-            if config is not None and config.kind == "poe":
-                name = model or config.default_model or ""
-                if name:
-                    found[name] = max(found.get(name, 0), 1)
-        return {**found, **self.spec.poe.server_bot_dependencies}
+        return dependencies(self.spec, self.pool.configs)
+
+
+def settings(spec: BotSpec, providers: Mapping[str, ProviderConfig]) -> fp.SettingsResponse:
+    """What the bot answers Poe's settings request with (and `polybot sync` pushes): from its
+    compiled spec and the manifest's providers alone, no hooks.py imported."""
+    values = spec.poe.model_dump(exclude={"access_key_env", "suggested_replies", "kind", "base_url", "pricing"},
+                                 exclude_none=True)
+    values["server_bot_dependencies"] = dependencies(spec, providers)
+    return fp.SettingsResponse(**values, parameter_controls=parameter_controls(spec.controls, spec.layout))
+
+
+def dependencies(spec: BotSpec, providers: Mapping[str, ProviderConfig]) -> dict[str, int]:
+    """Poe bots this bot calls: one call per reply for every `poe`-kind link of its chain
+    (fallbacks included), merged with `[poe] server_bot_dependencies` (explicit counts win)."""
+    found: dict[str, int] = {}
+    links = [(spec.provider, spec.model)]
+    links += [(fb.provider, fb.model or "") for fb in spec.fallback]
+    for provider, model in links:
+        config = providers.get(provider)
+        if config is not None and config.kind == "poe":
+            name = model or config.default_model or ""
+            if name:
+                found[name] = max(found.get(name, 0), 1)
+    return {**found, **spec.poe.server_bot_dependencies}
 
 
 def tool_round(request: fp.QueryRequest) -> list[Message]:
@@ -263,7 +271,7 @@ def chosen_params(spec: BotSpec, request: fp.QueryRequest) -> dict[str, Any]:
 def _override_model(spec: BotSpec, params: Mapping[str, Any]) -> str:
     """A `model` control may pick among its own drop-down options, nothing else."""
     picked = params.get("model")
-    if picked is None or "model" not in OVERRIDABLE:
+    if picked is None:
         return spec.model
     for control in spec.controls:
         if control.get("parameter_name") == "model":

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomlkit
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from polybot.config import ProviderConfig, default_access_key_env, load_providers
-from polybot.errors import PolybotError, Problem, did_you_mean
-from polybot.project import NAME_RULE, PROMPT_FILE, find_bots
+from polybot.config import BotConfig, ProviderConfig, error_message
+from polybot.errors import Problem
+from polybot.project import NAME_RULE, PROMPT_FILE
 
 _PROVIDERS_TOML = '''\
 # Providers for this project. Built-in presets (openai, anthropic, gemini, fireworks, together,
@@ -126,13 +127,9 @@ every bot and writes `build/` (commit it with `bots/`); `polybot --help` lists e
 '''
 
 
-def cmd_init(args: Any) -> int:
-    root: Path = (Path.cwd() / args.dir).resolve() if args.dir is not None else args.project
-    for existing in ("providers.toml", "bots"):
-        if (root / existing).exists():
-            raise PolybotError([f"{root / existing} already exists: polybot init makes a new project; "
-                                "pick an empty folder (polybot init DIR)"])
-    files = {
+def project_files(name: str) -> dict[str, str]:
+    """What `polybot init` writes, by path relative to the project folder `name`."""
+    return {
         "providers.toml": _PROVIDERS_TOML,
         "bots/Echo/bot.toml": _ECHO_TOML,
         f"bots/Echo/{PROMPT_FILE}": _ECHO_PROMPT,
@@ -140,80 +137,58 @@ def cmd_init(args: Any) -> int:
         ".gitignore": _GITIGNORE,
         ".env.example": _ENV_EXAMPLE,
         "tests/test_bots.py": _TEST,
-        "README.md": _README.format(name=root.name),
+        "README.md": _README.format(name=name),
     }
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            path.write_text(text, "utf-8")
-            print(f"created {rel}")
-        elif rel == ".gitignore" and _ignore_env(path):
-            print(f"updated {rel} (added .env: it holds your keys)")
-        else:
-            print(f"kept {rel} (it was already there)")
-    where = _shown(root)
-    cd = "" if root == Path.cwd().resolve() else f"cd {where} && "
-    print(f"\nNext: {cd}polybot dev    (then, in another terminal: polybot chat Echo)")
-    return 0
 
 
-def cmd_new(args: Any) -> int:
-    root: Path = args.project
-    name: str = args.name
-    problems: list[Problem | str] = []
-    if not NAME_RULE.match(name):
-        problems.append(f"invalid bot name {name!r}: Poe bot names are 4-20 characters of letters, digits, "
-                        "'-', '_' or '.'")
-    providers, provider_problems = load_providers(root)
-    problems += provider_problems  # located, first
-    if args.provider not in providers:
-        problems.append(f"unknown provider {args.provider!r}{did_you_mean(args.provider, providers)}; "
-                        f"choose one of {', '.join(sorted(providers))} or add one with `polybot providers add`")
-    elif args.model and providers[args.provider].models and args.model not in (providers[args.provider].models or []):
-        offered = providers[args.provider].models or []
-        problems.append(f"unknown model {args.model!r} for provider {args.provider!r}"
-                        f"{did_you_mean(args.model, offered)}; it offers {', '.join(offered)}")
-    if args.temperature is not None and not 0 <= args.temperature <= 2:
-        problems.append(f"--temperature must be between 0 and 2, got {args.temperature:g}")
-    if args.max_tokens is not None and args.max_tokens <= 0:
-        problems.append(f"--max-tokens must be greater than 0, got {args.max_tokens}")
-    folder = root / "bots" / name
-    clash = next((b.name for b in find_bots(root) if b.name.lower() == name.lower() and b.name != name), None)
-    if clash is not None:
-        problems.append(f"bots/{clash}/ already exists and Poe names are case-insensitive; pick another name")
-    if folder.exists() and not args.force:
-        problems.append(f"bots/{name}/ already exists; pass --force to replace its bot.toml and {PROMPT_FILE}")
-    if problems:
-        raise PolybotError(problems)
-
-    doc = tomlkit.document()
-    doc["provider"] = args.provider
-    if args.model:
-        doc["model"] = args.model
-    doc["description"] = args.description
-    doc["version"] = "1.0.0"
-    if args.temperature is not None:
-        doc["temperature"] = args.temperature
-    if args.max_tokens is not None:
-        doc["max_tokens"] = args.max_tokens
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bot.toml").write_text(tomlkit.dumps(doc), "utf-8")
-    (folder / PROMPT_FILE).write_text(_literal(args.system_message) + "\n", "utf-8")
-    print(f"created bots/{name}/bot.toml")
-    print(f"created bots/{name}/{PROMPT_FILE}")
-    print(f"Poe access key variable: {default_access_key_env(name)}")
-    print("Next: polybot build    (or polybot chat " + name + " -m hello)")
-    return 0
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a bot's name (project.NAME_RULE, the rule the build applies), or None."""
+    if NAME_RULE.match(name):
+        return None
+    return f"invalid bot name {name!r}: Poe bot names are 4-20 characters of letters, digits, '-', '_' or '.'"
 
 
-def _literal(text: str) -> str:
+def bot_toml_problems(table: Mapping[str, Any], providers: Mapping[str, ProviderConfig]) -> list[str]:
+    """What the build would reject in `table`, the bot.toml `polybot new` is about to write: the
+    BotConfig schema (ranges named by their command-line options), then the build's own provider
+    and model check."""
+    from polybot.build import _check_provider  # the one provider/model rule; build.py owns it
+
+    found: list[Problem] = []
+    _check_provider(dict(providers), str(table["provider"]), table.get("model"), "", "bot.toml", (), found)
+    problems = [p.message.partition(": ")[2] for p in found]  # without the key: the option says it
+    try:
+        BotConfig.model_validate(table)
+    except ValidationError as exc:
+        problems += [_option_problem(err) for err in exc.errors()]
+    return problems
+
+
+def _option_problem(err: ErrorDetails) -> str:
+    """A BotConfig error on a value `polybot new` took from an option: `--temperature must be
+    between 0 and 2, got 3`, its bounds read from the model."""
+    field = str(err["loc"][0]) if err["loc"] else ""
+    info = BotConfig.model_fields.get(field)
+    bounds = {k: getattr(m, k) for m in (info.metadata if info else ()) for k in ("ge", "gt", "le", "lt")
+              if getattr(m, k, None) is not None}
+    value = err.get("input")
+    shown = f"{value:g}" if isinstance(value, float) else value
+    if "ge" in bounds and "le" in bounds:
+        rule = f"between {bounds['ge']:g} and {bounds['le']:g}"
+    elif "gt" in bounds:
+        rule = f"greater than {bounds['gt']:g}"
+    else:
+        return error_message(BotConfig, err)
+    return f"--{field.replace('_', '-')} must be {rule}, got {shown}"
+
+
+def literal(text: str) -> str:
     """The system message as template text that renders to exactly itself: every opening
     delimiter ({{, {% or {#) is written as an expression that outputs its first brace."""
     return re.sub(r"\{(?=[{%#])", "{{ '{' }}", text)
 
 
-def _ignore_env(gitignore: Path) -> bool:
+def ignore_env(gitignore: Path) -> bool:
     """Add `.env` to an existing .gitignore unless it is already ignored there; True if added."""
     text = gitignore.read_text("utf-8")
     if any(line.strip() in (".env", "/.env", ".env*", "*.env") for line in text.splitlines()):
@@ -222,58 +197,7 @@ def _ignore_env(gitignore: Path) -> bool:
     return True
 
 
-def cmd_providers_add(args: Any) -> int:
-    root: Path = args.project
-    path = root / "providers.toml"
-    headers: dict[str, str] = {}
-    problems = []
-    for raw in args.header:
-        key, sep, value = raw.partition(":")
-        if not sep or not key.strip():
-            problems.append(f"--header {raw!r}: expected \"Name: value\"")
-        else:
-            headers[key.strip()] = value.strip()
-    table: dict[str, Any] = {"kind": args.kind, "api_base": args.api_base, "api_key_env": args.api_key_env,
-                             "default_model": args.default_model}
-    if args.models:
-        table["models"] = list(args.models)
-    if args.api_version:
-        table["api_version"] = args.api_version
-    if headers:
-        table["headers"] = headers
-    try:
-        ProviderConfig.model_validate(table)
-    except ValidationError as exc:
-        problems += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors()]
-    text = path.read_text("utf-8") if path.is_file() else ""
-    try:
-        doc = tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as exc:
-        raise PolybotError([f"providers.toml:{exc.line}: TOML syntax error: fix it before adding a provider"]) \
-            from None
-    if args.name in doc and not args.force:
-        problems.append(f"providers.toml already defines [{args.name}]; pass --force to replace it")
-    if problems:
-        raise PolybotError(problems)
-    new = tomlkit.table()
-    for key, value in table.items():
-        new[key] = tomlkit.inline_table() if isinstance(value, dict) else value
-        if isinstance(value, dict):
-            new[key].update(value)
-    if args.name in doc:
-        doc[args.name] = new
-    else:
-        if text and not text.endswith("\n\n"):
-            doc.add(tomlkit.nl())
-        doc[args.name] = new
-    path.write_text(tomlkit.dumps(doc), "utf-8")
-    print(f"{'replaced' if args.name in text and args.force else 'added'} [{args.name}] in providers.toml "
-          f"(key from {args.api_key_env})")
-    return 0
-
-
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:

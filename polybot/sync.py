@@ -2,65 +2,36 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from polybot.build import compile_project
-from polybot.env import load_env
-from polybot.errors import PolybotError, did_you_mean
-from polybot.manifest import Manifest, load_manifest
-from polybot.runtime import Runtime, runtimes_from_manifest
+from polybot.config import ProviderConfig
+from polybot.errors import PolybotError
+from polybot.manifest import BotSpec, Manifest
+from polybot.runtime import settings as bot_settings
 
 #: fastapi_poe's own default; POLYBOT_POE_BASE_URL or --base-url point elsewhere (e.g. a test server).
 DEFAULT_BASE_URL = "https://api.poe.com/bot/"
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    """Push the settings of the named bots (default: all) to Poe, one line per bot."""
-    if getattr(args, "api_bots", False):
-        from polybot.api_bots import cmd_sync_api_bots
-
-        return cmd_sync_api_bots(args)
-    root: Path = args.project
-    load_env(root)
-    manifest = load_manifest(root / "build" / "manifest.json")
-    changes = stale(root, manifest)
-    if changes:
-        raise PolybotError([f"build/ is stale: {change}" for change in changes] +
-                           ["run `polybot build` (and commit build/), then polybot sync again"])
-    runtimes = {r.spec.name: r for r in runtimes_from_manifest(manifest, root)}
-    # API bots are published with --api-bots; they have no server-bot settings to push.
-    names: Sequence[str] = list(dict.fromkeys(args.names)) or sorted(
-        n for n, r in runtimes.items() if r.spec.poe.kind != "api")
-    unknown = [n for n in names if n not in runtimes]
-    if unknown:
-        raise PolybotError([f"no bot named {n!r}{did_you_mean(n, runtimes)} in build/manifest.json"
-                            for n in unknown])
-    base = args.base_url or os.environ.get("POLYBOT_POE_BASE_URL") or DEFAULT_BASE_URL
-    failures = [problem for name in names if (problem := sync_one(runtimes[name], base)) is not None]
-    if failures:
-        raise PolybotError(failures)
-    return 0
-
-
-def sync_one(runtime: Runtime, base_url: str) -> str | None:
+def sync_one(spec: BotSpec, providers: Mapping[str, ProviderConfig], base_url: str) -> str | None:
     """Push one bot's settings; prints `synced <Name>`, or returns the problem line."""
     import fastapi_poe as fp
 
-    name, variable = runtime.spec.name, runtime.spec.access_key_env
+    name, variable = spec.name, spec.access_key_env
     key = os.environ.get(variable, "")
     if not key:
         return (f"{name}: {variable} is not set: store the bot's Poe access key with `polybot keys set "
                 f"{variable}` (or export it), then run polybot sync again")
     # The same body fastapi_poe sends when it syncs a bot itself, and that the bot serves.
-    settings = runtime.settings().model_dump()
+    settings = bot_settings(spec, providers).model_dump()
     try:
         # fastapi_poe prints Poe's answer; we print one line of our own instead.
         with contextlib.redirect_stdout(io.StringIO()):

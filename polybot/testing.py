@@ -17,7 +17,6 @@ so hooks, templates, fallbacks and error events behave exactly as they do when s
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import fastapi_poe as fp
 
-from polybot.conversation import PROTOCOL_VERSION
+from polybot.conversation import query_request
 from polybot.manifest import Manifest
 from polybot.runtime import Runtime, chosen_params
 
@@ -117,8 +116,7 @@ def query(message: str, history: Iterable[tuple[str, str]] = (),
     """The Poe query a user's `message` after `history` makes."""
     turns = [fp.ProtocolMessage(role="bot" if role == "bot" else "user", content=text) for role, text in history]
     turns.append(fp.ProtocolMessage(role="user", content=message, parameters=dict(params or {})))
-    return fp.QueryRequest(version=PROTOCOL_VERSION, type="query", query=turns, user_id="polybot-test",
-                           conversation_id="polybot-test", message_id=uuid.uuid4().hex)
+    return query_request(turns, user_id="polybot-test", conversation_id="polybot-test")
 
 
 def load_project(root: str | Path | None = None) -> Project:

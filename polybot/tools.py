@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from polybot.config import plain_errors
 from polybot.errors import Problem
 from polybot.hookloader import hook_problem
 from polybot.providers.base import FileOut, ToolCall, ToolSpec
@@ -187,5 +188,5 @@ def _as_text(value: Any) -> str:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors())
+        return "; ".join(f"{where}: {message}" for where, message in plain_errors(exc, "arguments"))
     return "not valid JSON"

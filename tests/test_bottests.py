@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 import pytest
 
-from polybot.bottests import cmd_test, junit, run_tests
+from polybot.bottests import junit, run_tests
+from polybot.commands import test as test_command
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.wire import Reply, running
 from tests.test_runtime import make_bot
@@ -30,8 +30,8 @@ contains = ["again"]
 
 
 def run(root: Path, *names: str, record: bool = False, junit_path: Path | None = None) -> int:
-    args = argparse.Namespace(project=root, names=list(names), record=record, junit=junit_path)
-    return cmd_test(args)
+    options = test_command.Options(project=root, names=list(names), record=record, junit=junit_path)
+    return test_command.run(options)
 
 
 def test_echo_tests_pass_offline_with_no_recordings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,9 +53,9 @@ def test_every_command_sees_a_key_in_dotenv(command: str, project: Path, capsys:
     capsys.readouterr()
     (project / ".env").write_text("POE_ACCESS_KEY_ALPHA=alpha-access-key\nOPENAI_API_KEY=sk-x\n")
     # Stop serve before it listens and sync before it connects: what matters is what they read.
-    monkeypatch.setattr("polybot.serve.bind", lambda host, port: (_ for _ in ()).throw(SystemExit(0)))
-    monkeypatch.setattr("polybot.sync.sync_one", lambda runtime, base: print(
-        f"{runtime.spec.access_key_env}={'set' if os.environ.get(runtime.spec.access_key_env) else 'unset'}"))
+    monkeypatch.setattr("polybot.commands.serve.bind", lambda host, port: (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr("polybot.commands.sync.sync_one", lambda spec, providers, base: print(
+        f"{spec.access_key_env}={'set' if os.environ.get(spec.access_key_env) else 'unset'}"))
     try:
         main([command, "--project", str(project)])
     except SystemExit:

@@ -235,7 +235,7 @@ def test_headers_env_keeps_the_value_out_of_files_and_reaches_the_provider(
     assert run(project) == 0
     everything = b"".join(p.read_bytes() for p in (project / "build").rglob("*") if p.is_file())
     assert b"gw-secret-value-42" not in everything and b"GATEWAY_HEADER" in everything
-    config = load_providers(project)[0]["gateway"]
+    config = load_providers(project, ["openai"])[0]["gateway"]
     assert config.request_headers() == {"X-Team": "bots", "X-Gateway-Key": "gw-secret-value-42"}
     assert config.request_headers({}) == {"X-Team": "bots"}
 

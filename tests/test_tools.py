@@ -300,7 +300,7 @@ async def test_a_tool_can_attach_files_to_the_reply(tmp_path: Path, fake: ToolFa
 
 async def test_chat_shows_each_call_collapsed(tmp_path: Path, fake: ToolFake,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from polybot.chat import _reply
+    from polybot.chat import reply as _reply
 
     project(tmp_path, fake, "openai")
     fake.turns.extend([Turn(calls=[Call("c1", "get_weather", {"city": "Lima"})]), Turn(text="Warm in Lima.")])

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from polybot.errors import PolybotError
-from polybot.manifest import Manifest, load_manifest
+from polybot.manifest import Manifest
 
 APP_FILE = "modal_app.py"
 #: Modal names are at most 64 characters; the secret's name adds "-secrets".
@@ -110,30 +106,3 @@ def has_modal_token() -> bool:
 
 def modal_installed() -> bool:
     return importlib.util.find_spec("modal") is not None
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    """Write build/modal_app.py, then `modal deploy` it once Modal is installed and logged in."""
-    root: Path = args.project
-    manifest = load_manifest(root / "build" / "manifest.json")
-    if not (root / "build" / "constraints.txt").is_file():
-        raise PolybotError(["build/constraints.txt: not found; run `polybot build` (it pins the versions the "
-                            "Modal image installs), then polybot deploy modal again"])
-    name = app_name(root, args.name)
-    path = root / "build" / APP_FILE
-    path.write_text(render_modal_app(root, name, manifest), "utf-8")
-    print(f"wrote build/{APP_FILE} (Modal app {name!r}; its header lists what the secret "
-          f"{name}-secrets must hold)")
-    if not modal_installed():
-        raise PolybotError(["the modal package is not installed: pip install 'polybot-poe[modal]', then run "
-                            "polybot deploy modal again"])
-    if not has_modal_token():
-        raise PolybotError(["no Modal token found: run `modal token new` (or set MODAL_TOKEN_ID and "
-                            "MODAL_TOKEN_SECRET), then run polybot deploy modal again"])
-    done = subprocess.run([sys.executable, "-m", "modal", "deploy", str(path)], cwd=root, check=False)
-    if done.returncode != 0:
-        print(f"error: modal deploy build/{APP_FILE} failed (exit {done.returncode}); its output is above",
-              file=sys.stderr)
-        return done.returncode
-    print("deployed: set each bot's server URL on Poe to the endpoint above plus /<Name>, then run polybot sync")
-    return 0

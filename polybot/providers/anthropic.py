@@ -27,6 +27,7 @@ from polybot.providers.base import (
     merge_turns,
     parse_retry_after,
     require_key,
+    sdk_timeout,
     status_error,
     without_images,
 )
@@ -99,7 +100,7 @@ class AnthropicProvider(Provider):
                 base_url=c.api_base,
                 default_headers=headers or None,
                 max_retries=0,  # polybot retries (and fails over) itself
-                timeout=anthropic.Timeout(c.timeout, connect=min(10.0, c.timeout)),
+                timeout=sdk_timeout(c, anthropic.Timeout),
             )
         return self._client
 

@@ -6,9 +6,9 @@ turns a `ChatRequest` into a stream of text chunks and maps every SDK failure to
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -233,6 +233,18 @@ class Provider:
 
     async def aclose(self) -> None:
         """Release the SDK client (connection pools)."""
+
+
+#: Seconds to connect at most (a dead host fails fast, then over), within the provider's `timeout`.
+CONNECT_TIMEOUT = 10.0
+
+T = TypeVar("T")
+
+
+def sdk_timeout(config: ProviderConfig, timeout_type: Callable[..., T]) -> T:
+    """The SDK's timeout object (`httpx.Timeout`, `openai.Timeout`, ...) for `config`: the whole
+    reply within `timeout`, connecting within CONNECT_TIMEOUT of it."""
+    return timeout_type(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout))
 
 
 def status_error(name: str, status: int, detail: str, *, key_env: str | None, model: str,

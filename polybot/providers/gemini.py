@@ -25,6 +25,7 @@ from polybot.providers.base import (
     merge_turns,
     parse_retry_after,
     require_key,
+    sdk_timeout,
     status_error,
     without_images,
 )
@@ -74,7 +75,7 @@ class GeminiProvider(Provider):
             c = self.config
             # Our own httpx client: the SDK would otherwise switch to aiohttp whenever that happens
             # to be installed, changing timeouts and error types under us.
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(c.timeout, connect=min(10.0, c.timeout)))
+            self._http = httpx.AsyncClient(timeout=sdk_timeout(c, httpx.Timeout))
             options = types.HttpOptions(
                 base_url=c.api_base,
                 api_version=c.api_version,

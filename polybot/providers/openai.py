@@ -25,6 +25,7 @@ from polybot.providers.base import (
     cause_name,
     parse_retry_after,
     require_key,
+    sdk_timeout,
     status_error,
     without_images,
 )
@@ -108,7 +109,7 @@ class OpenAIProvider(Provider):
                 default_headers=headers or None,
                 default_query={"api-version": c.api_version} if c.api_version else None,
                 max_retries=0,  # polybot retries (and fails over) itself
-                timeout=openai.Timeout(c.timeout, connect=min(10.0, c.timeout)),
+                timeout=sdk_timeout(c, openai.Timeout),
                 http_client=_http_client(openai),
             )
         return self._client

@@ -8,8 +8,8 @@ from typing import Any
 
 import fastapi_poe as fp
 import httpx
-from fastapi_poe.client import PROTOCOL_VERSION
 
+from polybot.conversation import query_request
 from polybot.providers.base import (
     ChatRequest,
     Chunk,
@@ -19,6 +19,7 @@ from polybot.providers.base import (
     ProviderError,
     Replace,
     Usage,
+    sdk_timeout,
     status_error,
 )
 
@@ -31,7 +32,7 @@ class PoeProvider(Provider):
     def _get_session(self) -> httpx.AsyncClient:
         if self._session is None:
             c = self.config
-            self._session = httpx.AsyncClient(timeout=httpx.Timeout(c.timeout, connect=min(10.0, c.timeout)),
+            self._session = httpx.AsyncClient(timeout=sdk_timeout(c, httpx.Timeout),
                                               headers=c.request_headers() or None)
         return self._session
 
@@ -50,20 +51,19 @@ class PoeProvider(Provider):
         """Relay the called bot's reply: text, `replace_response`, files and `json` events."""
         key = self._key(request)
         origin = request.origin
-        query = fp.QueryRequest(
-            version=PROTOCOL_VERSION, type="query",
+        query = query_request(
+            ([fp.ProtocolMessage(role="system", content=request.system)] if request.system else []) + [
+                fp.ProtocolMessage(role="bot" if m.role == "assistant" else "user", content=m.text,
+                                   attachments=[fp.Attachment(url=i.url, content_type=i.content_type,
+                                                              name=i.name or i.url.rsplit("/", 1)[-1] or "image")
+                                                for i in m.images])
+                for m in request.messages],
             # The same user, conversation and message as the request being answered, so the called
             # bot (and Poe's accounting) sees one conversation, not a stranger called "polybot".
             user_id=origin.user_id if origin else "polybot",
             conversation_id=origin.conversation_id if origin else "polybot",
             message_id=origin.message_id if origin else "polybot",
             metadata=origin.metadata if origin else "",
-            query=([fp.ProtocolMessage(role="system", content=request.system)] if request.system else []) + [
-                fp.ProtocolMessage(role="bot" if m.role == "assistant" else "user", content=m.text,
-                                   attachments=[fp.Attachment(url=i.url, content_type=i.content_type,
-                                                              name=i.name or i.url.rsplit("/", 1)[-1] or "image")
-                                                for i in m.images])
-                for m in request.messages],
             temperature=request.temperature,
             stop_sequences=list(request.stop),
         )
