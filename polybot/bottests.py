@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polybot.config import locate, parse_toml, validate_model
-from polybot.errors import PolybotError, Problem, did_you_mean
+from polybot.errors import PolybotError, Problem, did_you_mean, sorted_problems
 
 TESTS_FILE = "tests.toml"
 
@@ -115,7 +115,7 @@ def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) ->
             raise PolybotError([f"no bot named {name!r}{did_you_mean(name, known)}"])
     bad = [p for p in refresh.problems if any(p.path.startswith(f"bots/{n}/") for n in wanted)]
     if bad or refresh.problems and not names:
-        raise PolybotError(sorted(set(bad or refresh.problems)))
+        raise PolybotError(sorted_problems(bad or refresh.problems))
 
     async def run_all() -> None:
         try:

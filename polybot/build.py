@@ -22,7 +22,7 @@ from polybot.config import (
 )
 from polybot.controls import control_problems, default_params, flatten, layout_problems
 from polybot.conversation import sample_request
-from polybot.errors import PolybotError, Problem, did_you_mean
+from polybot.errors import PolybotError, Problem, did_you_mean, sorted_problems
 from polybot.hookloader import Hooks, hook_problem, load_hooks
 from polybot.manifest import BotSpec, Manifest, load_manifest
 from polybot.project import (
@@ -300,8 +300,7 @@ def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult
             outputs[f"prompts/{folder.name}.md"] = compiled.prompt.encode()
             rendered += 1
     if problems:
-        ordered: list[Problem] = sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message))
-        raise PolybotError(ordered)
+        raise PolybotError(sorted_problems(problems))
     used = {name for spec in specs.values() for name in (spec.provider, *(f.provider for f in spec.fallback))}
     manifest = Manifest(
         providers={name: project.providers[name] for name in sorted(used)},
