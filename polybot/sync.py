@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from polybot.build import compile_project
+from polybot.compiler import Compiler
 from polybot.env import load_env
 from polybot.errors import PolybotError, did_you_mean
 from polybot.manifest import Manifest, load_manifest
@@ -79,7 +79,7 @@ def sync_one(runtime: Runtime, base_url: str) -> str | None:
 def stale(root: Path, manifest: Manifest) -> list[str]:
     """What changed in the project since `manifest` was built (empty when it is current)."""
     try:
-        current = compile_project(root).manifest
+        current = Compiler(root).manifest()
     except PolybotError as exc:
         raise PolybotError([*exc.problems, "fix these, run `polybot build`, then polybot sync again"]) from None
     changes = []
