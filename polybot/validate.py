@@ -52,28 +52,19 @@ class Checked:
 
 
 def validate(project: Project, bot: BotFiles, library: PromptLibrary) -> Checked:
-    """Every check of one bot; sets the bot's templates in `library` (the render stage uses them)."""
+    """Every check of one bot, in order; sets its templates in `library` (the render stage uses them)."""
     out = check_config(project, bot)
     if bot.toml is None:
         return out
-    if out.config is not None:
-        if out.model is not None:
-            out.problems += check_options(project.providers[out.config.provider], out.model, out.config,
-                                          bot.toml, rel(bot, "bot.toml"))
-        out.problems += check_controls(out.config, bot.toml, rel(bot, "bot.toml"))
-    if PROMPT_FILE not in bot.templates:
-        out.problems.append(Problem(rel(bot, PROMPT_FILE), None, "missing: every bot needs a system prompt "
-                                    "template (create it, even if it is one line)"))
+    out.problems += check_options(project.providers, out) + check_controls(out)
+    if missing := check_prompt(bot):
+        out.problems += missing
         return out
     library.set_files(bot.name, bot.templates)
-    if bot.hooks is not None:
-        found = check_hooks(project, out)
-        out.problems += found
-        if found:
-            return out
-    if out.config is not None and out.config.tools:
-        out.problems += check_tools(out)
-    out.problems += library.check(bot.name, CONTEXT_NAMES | frozenset(out.extra))
+    if bot.hooks is not None and (failed := check_hooks(out)):
+        out.problems += failed
+        return out
+    out.problems += check_tools(out) + check_templates(out, library)
     return out
 
 
@@ -119,49 +110,43 @@ def check_providers(providers: Mapping[str, ProviderConfig], data: dict[str, Any
             models.append(None)
             continue
         model = entry.get("model")
-        models.append(check_provider(providers, entry["provider"], model if isinstance(model, str) else None,
-                                     text, rel_toml, prefix, problems))
+        found = resolve_model(providers, entry["provider"], model if isinstance(model, str) else None, text,
+                              rel_toml, prefix)
+        if isinstance(found, Problem):
+            problems.append(found)
+        models.append(found if isinstance(found, str) else None)
     return models, problems
 
 
-def check_provider(
-    providers: Mapping[str, ProviderConfig],
-    name: str,
-    model: str | None,
-    text: str,
-    rel_toml: str,
-    prefix: tuple[str | int, ...],
-    problems: list[Problem],
-) -> str | None:
-    """The resolved model for provider `name`, or None after appending a located problem."""
+def resolve_model(providers: Mapping[str, ProviderConfig], name: str, model: str | None, text: str,
+                  rel_toml: str, prefix: tuple[str | int, ...]) -> str | Problem:
+    """The model provider `name` runs (`model`, else its default), or the located problem why none."""
     label = "provider" if not prefix else f"fallback[{prefix[1]}].provider"
     provider = providers.get(name)
     if provider is None:
-        problems.append(Problem(rel_toml, locate(text, (*prefix, "provider")),
-                                f"{label}: unknown provider {name!r}{did_you_mean(name, providers)}; "
-                                "define it in providers.toml or use a built-in one "
-                                f"({', '.join(sorted(providers))})"))
-        return None
+        return Problem(rel_toml, locate(text, (*prefix, "provider")),
+                       f"{label}: unknown provider {name!r}{did_you_mean(name, providers)}; "
+                       f"define it in providers.toml or use a built-in one ({', '.join(sorted(providers))})")
     resolved = model or provider.default_model
     label = label.replace("provider", "model")
     if resolved is None:
-        problems.append(Problem(rel_toml, locate(text, (*prefix, "provider")),
-                                f"{label}: provider {name!r} has no default_model; set `model`"))
-        return None
+        return Problem(rel_toml, locate(text, (*prefix, "provider")),
+                       f"{label}: provider {name!r} has no default_model; set `model`")
     if provider.models is not None and resolved not in provider.models:
-        problems.append(Problem(rel_toml, locate(text, (*prefix, "model")),
-                                f"{label}: unknown model {resolved!r} for provider {name!r}"
-                                f"{did_you_mean(resolved, provider.models)}; it offers "
-                                f"{', '.join(provider.models)}"))
-        return None
+        return Problem(rel_toml, locate(text, (*prefix, "model")),
+                       f"{label}: unknown model {resolved!r} for provider {name!r}"
+                       f"{did_you_mean(resolved, provider.models)}; it offers {', '.join(provider.models)}")
     return resolved
 
 
-def check_options(provider: ProviderConfig, model: str, config: BotConfig, text: str,
-                  rel_toml: str) -> list[Problem]:
+def check_options(providers: Mapping[str, ProviderConfig], out: Checked) -> list[Problem]:
     """`params` against the adapter's declared options, and its model rules (SPEC §6, STYLE #12)."""
+    config, model, text, rel_toml = out.config, out.model, out.bot.toml, rel(out.bot, "bot.toml")
+    if config is None or model is None or text is None:
+        return []
     from polybot.providers import adapter_class
 
+    provider = providers[config.provider]
     adapter = adapter_class(provider.kind)
     if adapter is None:
         return []
@@ -174,13 +159,24 @@ def check_options(provider: ProviderConfig, model: str, config: BotConfig, text:
     return problems
 
 
-def check_controls(config: BotConfig, text: str, rel_toml: str) -> list[Problem]:
+def check_controls(out: Checked) -> list[Problem]:
     """Poe parameter controls: each control, and the layout they sit in."""
-    return control_problems(config.controls, text, rel_toml) + layout_problems(config.parameter_controls, text,
-                                                                                 rel_toml)
+    if out.config is None or out.bot.toml is None:
+        return []
+    text, rel_toml = out.bot.toml, rel(out.bot, "bot.toml")
+    return control_problems(out.config.controls, text, rel_toml) + \
+        layout_problems(out.config.parameter_controls, text, rel_toml)
 
 
-def check_hooks(project: Project, out: Checked) -> list[Problem]:
+def check_prompt(bot: BotFiles) -> list[Problem]:
+    """The system prompt template is there."""
+    if PROMPT_FILE in bot.templates:
+        return []
+    return [Problem(rel(bot, PROMPT_FILE), None, "missing: every bot needs a system prompt template "
+                    "(create it, even if it is one line)")]
+
+
+def check_hooks(out: Checked) -> list[Problem]:
     """hooks.py imports, and its context() answers the sample request; sets `out.hooks` and `out.extra`."""
     folder = out.bot.folder
     rel_hooks = rel(out.bot, HOOKS_FILE)
@@ -198,9 +194,15 @@ def check_hooks(project: Project, out: Checked) -> list[Problem]:
 
 def check_tools(out: Checked) -> list[Problem]:
     """Every name in `tools` is a function in hooks.py whose type hints have a JSON schema (SPEC §7)."""
+    if out.config is None or not out.config.tools or out.bot.toml is None:
+        return []
     from polybot.tools import load_tools
 
-    assert out.config is not None and out.bot.toml is not None
     namespace = out.hooks.namespace if out.hooks is not None else {}
     return load_tools(out.config.tools, namespace, rel(out.bot, HOOKS_FILE), rel(out.bot, "bot.toml"),
                       locate(out.bot.toml, ("tools",)))[1]
+
+
+def check_templates(out: Checked, library: PromptLibrary) -> list[Problem]:
+    """Jinja syntax, includes that exist, and no name the context cannot supply (context() included)."""
+    return library.check(out.bot.name, CONTEXT_NAMES | frozenset(out.extra))
