@@ -74,7 +74,7 @@ class Compiler:
             return last
         checked = self.validate(project, bot)
         out = CompiledBot(bot.name, hooks=checked.hooks, problems=checked.problems)
-        if out.problems or checked.config is None or checked.model is None:
+        if out.problems:
             return out
         try:
             out.prompt = self.render(checked)
