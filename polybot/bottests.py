@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polybot.config import locate, parse_toml, validate_model
-from polybot.errors import PolybotError, Problem, did_you_mean
+from polybot.errors import PolybotError, Problem, did_you_mean, sorted_problems
 
 TESTS_FILE = "tests.toml"
 
@@ -100,22 +100,24 @@ def load_tests(path: Path, rel: str) -> tuple[list[tuple[BotTest, int | None]], 
 
 def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) -> Report:
     """Run the tests of `names` (default: every bot with a tests.toml)."""
-    from polybot.livebuild import LiveBuild
+    from polybot.compiler import Compiler
     from polybot.recordings import RECORDINGS_DIR, RecordingPool, Session
+    from polybot.runtime import Runtime
 
-    workspace = LiveBuild(root)
-    pool = RecordingPool({}, Session(root, record))
-    workspace.pool = pool
-    refresh = workspace.refresh()
+    compiler = Compiler(root)
+    compiled = compiler.compile()
+    pool = RecordingPool(compiled.project.providers, Session(root, record))
+    runtimes = {bot.name: Runtime(bot.spec, compiler.library, pool, bot.hooks, root)
+                for bot in compiled.bots if bot.spec is not None}
     report = Report()
     wanted = list(names) or sorted(p.parent.name for p in (root / "bots").glob(f"*/{TESTS_FILE}"))
     for name in wanted:
         if not (root / "bots" / name).is_dir():
             known = [p.name for p in (root / "bots").iterdir() if p.is_dir() and not p.name.startswith("_")]
             raise PolybotError([f"no bot named {name!r}{did_you_mean(name, known)}"])
-    bad = [p for p in refresh.problems if any(p.path.startswith(f"bots/{n}/") for n in wanted)]
-    if bad or refresh.problems and not names:
-        raise PolybotError(sorted(set(bad or refresh.problems)))
+    bad = [p for p in compiled.problems if any(p.path.startswith(f"bots/{n}/") for n in wanted)]
+    if bad or compiled.problems and (not names or any(n not in runtimes for n in wanted)):
+        raise PolybotError(sorted_problems(bad or compiled.problems))
 
     async def run_all() -> None:
         try:
@@ -129,10 +131,10 @@ def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) ->
                 report.problems += problems
                 session = Session(root / "bots" / name / RECORDINGS_DIR, record)
                 pool.session = session
-                runtime = workspace.runtimes[name]
-                judge = workspace.runtimes.get(runtime.spec.judge or "")
+                runtime = runtimes[name]
+                judge = runtimes.get(runtime.spec.judge or "")
                 if runtime.spec.judge and judge is None:
-                    hint = did_you_mean(runtime.spec.judge, workspace.runtimes)
+                    hint = did_you_mean(runtime.spec.judge, runtimes)
                     report.problems.append(Problem(f"bots/{name}/bot.toml", None,
                                                    f"[test] judge: no bot named {runtime.spec.judge!r}{hint}"))
                 for test, line in tests:

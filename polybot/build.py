@@ -1,279 +1,21 @@
-"""discover -> validate -> render -> manifest. Collects every problem, fails once."""
+"""`polybot build`: the compiler's output written to build/, the write stage. Collects every problem, fails once.
+
+Only what changed is rewritten, atomically, the manifest last; only files a previous build recorded
+are ever deleted; `--check` fails when build/ is stale.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-from polybot.config import (
-    BotConfig,
-    ProviderConfig,
-    default_access_key_env,
-    load_providers,
-    locate,
-    parse_toml,
-    validate_model,
-)
-from polybot.controls import control_problems, default_params, flatten, layout_problems
-from polybot.conversation import sample_request
-from polybot.errors import PolybotError, Problem, did_you_mean
-from polybot.hookloader import Hooks, hook_problem, load_hooks
-from polybot.manifest import BotSpec, Manifest, load_manifest
-from polybot.project import (
-    HOOKS_FILE,
-    PROMPT_FILE,
-    SHARED_DIR,
-    BotFolder,
-    find_bots,
-    name_problems,
-    outside_links,
-    read_templates,
-)
-from polybot.prompts import CONTEXT_NAMES, PromptLibrary, render_problem, sample_context
-
-
-@dataclass(slots=True)
-class ProjectSources:
-    """What a build reads once for the whole project."""
-
-    root: Path
-    providers: dict[str, ProviderConfig]
-    problems: list[Problem]
-    shared: dict[str, str]
-    digest: str  # of providers.toml and bots/_shared/, which every bot depends on
-    bots: list[BotFolder]
-
-
-def read_project(root: Path) -> ProjectSources:
-    from polybot.providers import known_kinds  # each providers.toml `kind` must be a registered one
-
-    providers, problems = load_providers(root, known_kinds())
-    problems += outside_links(root)
-    shared = read_templates(root / "bots" / SHARED_DIR, root)
-    providers_file = root / "providers.toml"
-    digest = _digest(
-        providers_file.read_text("utf-8") if providers_file.is_file() else "",
-        *(f"{k}\0{v}" for k, v in sorted(shared.items())),
-    )
-    return ProjectSources(root, providers, problems, shared, digest, find_bots(root))
-
-
-@dataclass(slots=True)
-class CompiledBot:
-    """The outcome of compiling one bot folder."""
-
-    name: str
-    spec: BotSpec | None = None
-    prompt: str | None = None  # None when reused unchanged from the previous build
-    hooks: Hooks | None = None
-    problems: list[Problem] = field(default_factory=list)
-
-
-def compile_bot(
-    project: ProjectSources,
-    folder: BotFolder,
-    library: PromptLibrary,
-    previous: BotSpec | None = None,
-) -> CompiledBot:
-    """Validate one bot and render its sample prompt; reuse `previous` when nothing changed."""
-    out = CompiledBot(folder.name)
-    toml_path = folder.path / "bot.toml"
-    rel_toml = f"{folder.rel}/bot.toml"
-    hooks_path = folder.path / HOOKS_FILE
-    try:
-        text = toml_path.read_text("utf-8")
-    except FileNotFoundError:
-        out.problems.append(Problem(rel_toml, None, "missing: every bot folder needs a bot.toml "
-                                    "(create one with `polybot new NAME`)"))
-        return out
-    except (OSError, UnicodeDecodeError) as exc:
-        out.problems.append(Problem(rel_toml, None, f"cannot read: {exc.__class__.__name__}"))
-        return out
-    templates = read_templates(folder.path, project.root)
-    hooks_source = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
-    digest = _digest(folder.name, text, hooks_source or "", project.digest,
-                     *(f"{k}\0{v}" for k, v in sorted(templates.items())))
-    if previous is not None and previous.hash == digest:
-        out.spec = previous
-        return out
-
-    data, problems = parse_toml(text, rel_toml)
-    config, found = validate_model(BotConfig, data, text, rel_toml) if data is not None else (None, [])
-    out.problems += problems + found
-
-    model = None
-    fallbacks = []
-    if config is not None:
-        model = _check_provider(project.providers, config.provider, config.model, text, rel_toml, (),
-                                out.problems)
-        if model is not None:
-            out.problems += _check_options(project.providers[config.provider], model, config, text, rel_toml)
-        for i, fb in enumerate(config.fallback):
-            fb_model = _check_provider(project.providers, fb.provider, fb.model, text, rel_toml,
-                                       ("fallback", i), out.problems)
-            fallbacks.append(fb.model_copy(update={"model": fb_model}))
-        out.problems += control_problems(config.controls, text, rel_toml)
-        out.problems += layout_problems(config.parameter_controls, text, rel_toml)
-    elif isinstance(data, dict):
-        _check_raw_providers(project.providers, data, text, rel_toml, out.problems)
-
-    if PROMPT_FILE not in templates:
-        out.problems.append(Problem(f"{folder.rel}/{PROMPT_FILE}", None,
-                                    "missing: every bot needs a system prompt template "
-                                    "(create it, even if it is one line)"))
-        return out
-    library.set_files(folder.name, templates)
-
-    extra: dict[str, Any] = {}
-    if hooks_source is not None:
-        rel_hooks = f"{folder.rel}/{HOOKS_FILE}"
-        try:
-            out.hooks = load_hooks(hooks_path, rel_hooks, folder.name)
-        except PolybotError as exc:
-            out.problems += [p for p in exc.problems if isinstance(p, Problem)]
-            return out
-        if out.hooks.context is not None:
-            try:
-                extra = dict(out.hooks.context(sample_request()))
-            except Exception as exc:  # noqa: BLE001 - user code; report where it failed
-                out.problems.append(hook_problem(exc, hooks_path, rel_hooks, "context() failed"))
-                return out
-
-    if config is not None and config.tools:
-        from polybot.tools import load_tools
-
-        namespace = out.hooks.namespace if out.hooks is not None else {}
-        out.problems += load_tools(config.tools, namespace, f"{folder.rel}/{HOOKS_FILE}", rel_toml,
-                                   locate(text, ("tools",)))[1]
-    out.problems += library.check(folder.name, CONTEXT_NAMES | frozenset(extra))
-    if out.problems or config is None or model is None:
-        return out
-
-    every_control = config.controls + flatten(config.parameter_controls)
-    bot_meta = {"name": folder.name, "description": config.description, "version": config.version,
-                "provider": config.provider, "model": model}
-    try:
-        out.prompt = library.render(folder.name, sample_context(bot_meta, config.vars,
-                                                                default_params(every_control), extra))
-    except Exception as exc:  # noqa: BLE001 - any template failure is reported, located
-        out.problems.append(render_problem(exc, f"{folder.rel}/{PROMPT_FILE}"))
-        return out
-
-    out.spec = BotSpec(
-        name=folder.name,
-        description=config.description,
-        version=config.version,
-        provider=config.provider,
-        model=model,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-        params=config.params,
-        show_thinking=config.show_thinking,
-        tools=config.tools,
-        max_tool_rounds=config.max_tool_rounds,
-        vars=config.vars,
-        fallback=fallbacks,
-        poe=config.poe,
-        access_key_env=config.poe.access_key_env or default_access_key_env(folder.name),
-        controls=every_control,
-        layout=config.parameter_controls,
-        templates=library.own_templates(folder.name),
-        hooks=f"{folder.rel}/{HOOKS_FILE}" if hooks_source is not None else None,
-        hash=digest,
-        openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
-        judge=config.test.judge,
-    )
-    return out
-
-
-def _check_provider(
-    providers: dict[str, ProviderConfig],
-    name: str,
-    model: str | None,
-    text: str,
-    rel: str,
-    prefix: tuple[str | int, ...],
-    problems: list[Problem],
-) -> str | None:
-    """The resolved model for `name`, or None after appending a located problem."""
-    label = "provider" if not prefix else f"fallback[{prefix[1]}].provider"
-    provider = providers.get(name)
-    if provider is None:
-        problems.append(Problem(rel, locate(text, (*prefix, "provider")),
-                                f"{label}: unknown provider {name!r}{did_you_mean(name, providers)}; "
-                                "define it in providers.toml or use a built-in one "
-                                f"({', '.join(sorted(providers))})"))
-        return None
-    resolved = model or provider.default_model
-    label = label.replace("provider", "model")
-    if resolved is None:
-        problems.append(Problem(rel, locate(text, (*prefix, "provider")),
-                                f"{label}: provider {name!r} has no default_model; set `model`"))
-        return None
-    if provider.models is not None and resolved not in provider.models:
-        problems.append(Problem(rel, locate(text, (*prefix, "model")),
-                                f"{label}: unknown model {resolved!r} for provider {name!r}"
-                                f"{did_you_mean(resolved, provider.models)}; it offers "
-                                f"{', '.join(provider.models)}"))
-        return None
-    return resolved
-
-
-def _check_options(provider: ProviderConfig, model: str, config: BotConfig, text: str,
-                   rel: str) -> list[Problem]:
-    """`params` against the adapter's declared options, and its model rules (SPEC §6, STYLE #12)."""
-    from polybot.providers import adapter_class
-
-    adapter = adapter_class(provider.kind)
-    if adapter is None:
-        return []
-    params = {**provider.params, **config.params}
-    problems = [Problem(p.path, p.line, f"{p.message}; options polybot does not know go under "
-                        "params.extra_body, unchecked" if "unknown key" in p.message else p.message)
-                for p in validate_model(adapter.Options, config.params, text, rel, ("params",))[1]]
-    for key, message in adapter.rules(model, config.temperature, config.max_tokens, params):
-        problems.append(Problem(rel, locate(text, tuple(key.split("."))), message))
-    return problems
-
-
-def _check_raw_providers(providers: dict[str, ProviderConfig], data: dict[str, Any], text: str, rel: str,
-                         problems: list[Problem]) -> None:
-    """Provider and model checks on a bot.toml that failed its schema: every problem, in one build."""
-    entries: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
-    if isinstance(data.get("fallback"), list):
-        entries += [(("fallback", i), fb) for i, fb in enumerate(data["fallback"])]
-    for prefix, entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("provider"), str):
-            model = entry.get("model")
-            _check_provider(providers, entry["provider"], model if isinstance(model, str) else None, text, rel,
-                            prefix, problems)
-
-
-def _shared_in_use(library: PromptLibrary, specs: dict[str, BotSpec]) -> dict[str, str]:
-    """The bots/_shared templates some bot includes, imports or extends (only those are served)."""
-    used: set[str] = set()
-    for name, spec in specs.items():
-        library.set_files(name, spec.templates)  # a bot reused from the last build was not loaded
-        used.update(library.reachable(name))
-    prefix = f"{SHARED_DIR}/"
-    return {n.removeprefix(prefix): library.sources[n] for n in sorted(used) if n.startswith(prefix)}
-
-
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\0\1")
-    return h.hexdigest()[:16]
-
-
-# --- the whole project ----------------------------------------------------------------------
+from polybot.compiler import Compiler
+from polybot.errors import PolybotError
+from polybot.manifest import Manifest, load_manifest
 
 
 @dataclass(slots=True)
@@ -281,43 +23,6 @@ class BuildResult:
     manifest: Manifest
     outputs: dict[str, bytes]  # relative to the output folder; only what was (re)rendered
     rendered: int  # bots re-rendered this time
-
-
-def compile_project(root: Path, previous: Manifest | None = None) -> BuildResult:
-    """Compile every bot; raise one PolybotError with every problem found."""
-    project = read_project(root)
-    library = PromptLibrary()
-    library.set_files(SHARED_DIR, project.shared)
-    problems = list(project.problems) + name_problems(project.bots)
-    specs: dict[str, BotSpec] = {}
-    outputs: dict[str, bytes] = {}
-    rendered = 0
-    old = previous.bots if previous is not None else {}
-    for folder in project.bots:
-        compiled = compile_bot(project, folder, library, old.get(folder.name))
-        problems += compiled.problems
-        if compiled.spec is not None:
-            specs[folder.name] = compiled.spec
-        if compiled.prompt is not None:
-            outputs[f"prompts/{folder.name}.md"] = compiled.prompt.encode()
-            rendered += 1
-    if problems:
-        ordered: list[Problem] = sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message))
-        raise PolybotError(ordered)
-    used = {name for spec in specs.values() for name in (spec.provider, *(f.provider for f in spec.fallback))}
-    manifest = Manifest(
-        providers={name: project.providers[name] for name in sorted(used)},
-        shared_templates=_shared_in_use(library, specs),
-        bots=specs,
-    )
-    unchanged = previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
-        previous.format == manifest.format and \
-        previous.providers == manifest.providers and \
-        previous.shared_templates == manifest.shared_templates and previous.bots.keys() == specs.keys() and \
-        all(previous.bots[name] is spec for name, spec in specs.items())
-    if not unchanged:  # serialising 1000 bots is most of a no-change rebuild: skip it when we can
-        outputs["manifest.json"] = manifest.dumps()
-    return BuildResult(manifest, outputs, rendered)
 
 
 #: In the output folder: the files the last build wrote, so the next one deletes only those.
@@ -341,19 +46,15 @@ def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
             previous = load_manifest(out / MANIFEST)
         except PolybotError:
             previous = None  # unreadable: rebuild everything
-    result = compile_project(root, previous)
-    # A reused bot whose prompt file vanished must be rendered again.
-    missing = {name for name in result.manifest.bots if not (out / f"prompts/{name}.md").is_file()
-               and f"prompts/{name}.md" not in result.outputs}
-    if missing and not check:
-        reduced = result.manifest.model_copy(update={"bots": {
-            k: v for k, v in result.manifest.bots.items() if k not in missing}})
-        result = compile_project(root, reduced)
+    # A bot whose prompt file vanished is not reused: it is compiled, and rendered, again.
+    last = {name: spec for name, spec in previous.bots.items() if (out / f"prompts/{name}.md").is_file()} \
+        if previous is not None else {}
+    result = compile_outputs(Compiler(root, last), previous)
     expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {MANIFEST, CONSTRAINTS, RECORD}
     result.outputs[CONSTRAINTS] = constraints().encode()
     result.outputs[RECORD] = (json.dumps({"files": sorted(expected)}, indent=2) + "\n").encode()
     recorded = recorded_outputs(out)
-    rel_out = _display(out, root)
+    rel_out = display_path(out, root)
     if check:
         # constraints.txt records this machine's installed versions, not the project: another machine
         # (CI's fresh install) may resolve newer patch releases, which is no stale build.
@@ -377,11 +78,32 @@ def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
     return result
 
 
+def compile_outputs(compiler: Compiler, previous: Manifest | None) -> BuildResult:
+    """Compile the project; its outputs are the prompts rendered afresh and, unless unchanged, the manifest."""
+    compiled = compiler.compile()
+    if compiled.manifest is None:
+        raise PolybotError(compiled.problems)
+    manifest = compiled.manifest
+    outputs = {f"prompts/{bot.name}.md": bot.prompt.encode() for bot in compiled.bots if bot.prompt is not None}
+    rendered = len(outputs)
+    if not _unchanged(previous, manifest, rendered):
+        outputs[MANIFEST] = manifest.dumps()  # serialising 1000 bots is most of a no-change rebuild: skip it
+    return BuildResult(manifest, outputs, rendered)
+
+
+def _unchanged(previous: Manifest | None, manifest: Manifest, rendered: int) -> bool:
+    """Whether `manifest` is `previous` again: no bot rendered, every spec reused, the rest equal."""
+    return previous is not None and rendered == 0 and previous.polybot == manifest.polybot and \
+        previous.format == manifest.format and previous.providers == manifest.providers and \
+        previous.shared_templates == manifest.shared_templates and previous.bots.keys() == manifest.bots.keys() and \
+        all(previous.bots[name] is spec for name, spec in manifest.bots.items())
+
+
 def check_out_folder(root: Path, out: Path) -> None:
     """Refuse an output folder where writing or deleting could touch files polybot did not make."""
     root_r, out_r = root.resolve(), out.resolve()
     bots = root_r / "bots"
-    shown = _display(out, root)
+    shown = display_path(out, root)
     why = None
     if out_r == root_r or out_r in root_r.parents:
         why = "is the project folder or contains it"
@@ -495,7 +217,7 @@ def _installed(name: str) -> bool:
         return False
 
 
-def _display(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:

@@ -7,7 +7,7 @@ import sys
 import fastapi_poe as fp
 
 from polybot.conversation import query_request
-from polybot.errors import PolybotError, did_you_mean
+from polybot.errors import PolybotError, did_you_mean, sorted_problems
 from polybot.livebuild import LiveBuild
 from polybot.reliability import ToolActivity
 from polybot.runtime import Runtime
@@ -53,7 +53,7 @@ def find_runtime(workspace: LiveBuild, name: str) -> Runtime:
     runtime = workspace.runtimes.get(name)
     if runtime is not None:
         return runtime
-    problems = sorted(set(result.problems), key=lambda p: (p.path, p.line or 0, p.message))
+    problems = sorted_problems(result.problems)
     mine = [p for p in problems if p.path.startswith(f"bots/{name}/") or p.path == f"bots/{name}"]
     if mine:
         raise PolybotError([*problems, f"{name} has the errors above; fix them, then run polybot chat {name} again"])

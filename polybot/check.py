@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from polybot.config import ProviderConfig, load_providers
-from polybot.errors import Problem
+from polybot.errors import Problem, sorted_problems
 from polybot.project import find_bots, name_problems
 
 
@@ -23,7 +23,7 @@ def project_problems(root: Path) -> tuple[dict[str, ProviderConfig], list[Proble
 
 def print_problems(problems: Iterable[Problem], out: TextIO | None = None) -> None:
     out = out or sys.stderr
-    for problem in sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message)):
+    for problem in sorted_problems(problems):
         print(str(problem), file=out)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from polybot.errors import Problem, did_you_mean
+from polybot.errors import Problem, did_you_mean, sorted_problems
 from polybot.security import check_header_variables, check_literal_headers
 
 
@@ -192,7 +192,7 @@ def validate_model(
     except ValidationError as exc:
         problems = [_problem(model, {**err, "loc": _without_tags(data, err["loc"])}, text, rel_path, prefix)
                     for err in exc.errors()]
-        return None, sorted(set(problems), key=lambda p: (p.line or 0, p.message))
+        return None, sorted_problems(problems)
 
 
 @cache

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from polybot.env import load_env
+from polybot.errors import sorted_problems
 from polybot.livebuild import LiveBuild, Refresh
 
 
 def report(result: Refresh, out: Any = None) -> None:
     out = out or sys.stderr
-    for problem in sorted(set(result.problems), key=lambda p: (p.path, p.line or 0)):
+    for problem in sorted_problems(result.problems):
         print(str(problem), file=out)
     for name in result.kept:
         print(f"polybot dev: {name} has errors; still serving its last good version", file=out)

@@ -28,6 +28,11 @@ class PolybotError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Each problem once, in the order every command reports them: by file, line, then message."""
+    return sorted(set(problems), key=lambda p: (p.path, p.line or 0, p.message))
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` when a close match exists, else ''."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from polybot.config import ProviderConfig, default_access_key_env
-from polybot.project import find_bots
+from polybot.compiler import Compiler
+from polybot.config import ProviderConfig
+from polybot.validate import check_config
 
 
 def key_status(variable: str | None, environ: Mapping[str, str]) -> str:
@@ -23,18 +23,17 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def bot_rows(root: Path, providers: Mapping[str, ProviderConfig], environ: Mapping[str, str]) -> list[list[str]]:
+    """Each bot's provider, model and keys, as the compiler reads its bot.toml (hooks.py is not run)."""
     rows = [["BOT", "PROVIDER/MODEL", "PROVIDER KEY", "POE ACCESS KEY"]]
-    for bot in find_bots(root):
-        try:
-            data: dict[str, Any] = tomllib.loads((bot.path / "bot.toml").read_text("utf-8"))
-            provider = providers[data["provider"]]
-            model = data.get("model") or provider.default_model or "?"
-            access = (data.get("poe") or {}).get("access_key_env") or default_access_key_env(bot.name)
-        except Exception:  # noqa: BLE001 - a broken bot is listed, not fatal
+    project = Compiler(root).load()
+    for bot in project.bots:
+        checked = check_config(project, bot)
+        if checked.config is None or checked.model is None:  # a broken bot is listed, not fatal
             rows.append([bot.name, "error: run polybot build", "", ""])
             continue
-        rows.append([bot.name, f"{data['provider']}/{model}", key_status(provider.api_key_env, environ),
-                     key_status(access, environ)])
+        provider = providers[checked.config.provider]
+        rows.append([bot.name, f"{checked.config.provider}/{checked.model}", key_status(provider.api_key_env, environ),
+                     key_status(checked.access_key_env, environ)])
     return rows
 
 

@@ -1,5 +1,6 @@
-"""The bots of a project compiled from source, recompiled incrementally as files change; a bot
-whose new version fails keeps its last good runtime. Knows nothing of terminals or watching."""
+"""The bots of a project served from source: each refresh asks the compiler for every bot (it
+recompiles only what changed) and swaps in what compiled; a bot whose new version fails keeps its
+last good runtime. Knows nothing of terminals or watching."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polybot.build import ProjectSources, compile_bot, read_project
+from polybot.compiler import Compiler
 from polybot.errors import Problem
-from polybot.project import SHARED_DIR, name_problems
+from polybot.project import SHARED_DIR, Project, name_problems
 from polybot.prompts import PromptLibrary
 from polybot.reliability import ProviderPool
 from polybot.runtime import Runtime
@@ -27,15 +28,15 @@ class Refresh:
 
 
 class LiveBuild:
-    """Compiled bots from source, recompiled incrementally; a failed bot keeps its last good runtime."""
+    """Runtimes of a project's bots from source; a failed bot keeps its last good runtime."""
 
     def __init__(self, root: Path, on_put: Callable[[Runtime], None] | None = None,
                  on_remove: Callable[[str], None] | None = None) -> None:
         self.root = root
-        self.library = PromptLibrary()
+        self.compiler = Compiler(root)
+        self.library = PromptLibrary()  # the templates being served (the compiler has its own)
         self.pool = ProviderPool({})
         self.runtimes: dict[str, Runtime] = {}
-        self.hashes: dict[str, str] = {}  # input hash of each bot's last compile attempt
         self.digest: str | None = None  # of providers.toml + bots/_shared at the last good refresh
         self.broken: set[tuple[str, str]] = set()  # ("bot", name) or ("file", path) with errors last time
         self.on_put = on_put or (lambda runtime: None)
@@ -56,39 +57,34 @@ class LiveBuild:
 
     def _refresh(self) -> Refresh:
         result = Refresh()
-        project = read_project(self.root)
-        bad_names = name_problems(project.bots)
+        project = self.compiler.load()
+        bad_names = name_problems([b.folder for b in project.bots])
         result.problems += project.problems + bad_names
         invalid = {p.path.removeprefix("bots/") for p in bad_names}
-        project.bots = [b for b in project.bots if b.name not in invalid]
-        present = {b.name for b in project.bots}
+        bots = [b for b in project.bots if b.name not in invalid]
+        present = {b.name for b in bots}
         for name in sorted(set(self.runtimes) - present):
             del self.runtimes[name]
-            self.hashes.pop(name, None)
             self.library.remove(name)
             self.on_remove(name)
             result.removed.append(name)
         global_change = project.digest != self.digest
         if project.problems:
             # A broken providers.toml changes nothing: keep serving what we have.
-            result.kept += [b.name for b in project.bots if b.name in self.runtimes]
+            result.kept += [b.name for b in bots if b.name in self.runtimes]
             return result
-        staged: list[tuple[Runtime, str]] = []
-        for folder in project.bots:
-            scratch = PromptLibrary()
-            scratch.set_files(SHARED_DIR, project.shared)
-            previous = self.runtimes.get(folder.name)
-            compiled = compile_bot(project, folder, scratch,
-                                   previous.spec if previous is not None and not global_change else None)
+        staged: list[Runtime] = []
+        for bot in bots:
+            previous = self.runtimes.get(bot.name)
+            compiled = self.compiler.compile_bot(project, bot)
             if compiled.spec is not None and previous is not None and compiled.spec is previous.spec:
                 continue  # unchanged
             if compiled.problems or compiled.spec is None:
                 result.problems += compiled.problems
                 if previous is not None:
-                    result.kept.append(folder.name)
+                    result.kept.append(bot.name)
                 continue
-            staged.append((Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root),
-                           compiled.spec.hash))
+            staged.append(Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root))
         if global_change and result.kept:
             # providers.toml or bots/_shared changed and broke a served bot: those files are shared by
             # every bot, so keep serving all of them exactly as they were until the change is fixed.
@@ -96,16 +92,15 @@ class LiveBuild:
             return result
         if global_change:
             self._adopt(project)
-        for runtime, digest in staged:
+        for runtime in staged:
             name = runtime.spec.name
             self.library.set_files(name, runtime.spec.templates)
             self.runtimes[name] = runtime
-            self.hashes[name] = digest
             self.on_put(runtime)
             result.updated.append(name)
         return result
 
-    def _adopt(self, project: ProjectSources) -> None:
+    def _adopt(self, project: Project) -> None:
         self.library.set_files(SHARED_DIR, project.shared)
         self.pool.update(project.providers)
         self.digest = project.digest

@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from polybot.config import ProviderConfig, plain_errors
 from polybot.controls import parameter_controls
 from polybot.conversation import query_request
-from polybot.errors import PolybotError, Problem
+from polybot.errors import PolybotError, Problem, sorted_problems
 from polybot.listing import key_status
 from polybot.livebuild import LiveBuild, Refresh
 from polybot.manifest import manifest_path
@@ -75,7 +75,7 @@ class Playground:
 
     def publish(self, result: Refresh) -> None:
         """Record a refresh's problems and wake every open page (called on the event loop)."""
-        self.problems = sorted(set(result.problems), key=lambda p: (p.path, p.line or 0))
+        self.problems = sorted_problems(result.problems)
         self.version += 1
 
         async def notify() -> None:

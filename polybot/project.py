@@ -1,13 +1,15 @@
-"""Finding a project's bots and their files on disk."""
+"""A project's files on disk: its bot folders, their files, and the whole project as read once."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from polybot.config import ProviderConfig, load_providers
 from polybot.errors import Problem
 
 #: Poe's rule for bot names: 4-20 letters, digits, '-', '_' or '.'.
@@ -27,6 +29,75 @@ class BotFolder:
     @property
     def rel(self) -> str:
         return f"bots/{self.name}"
+
+
+@dataclass(slots=True)
+class BotFiles:
+    """One bot folder's files as read once, and the digest of every input its compile depends on."""
+
+    folder: BotFolder
+    toml: str | None  # None when bot.toml is missing or unreadable; `problems` says which
+    templates: dict[str, str] = field(default_factory=dict)
+    hooks: str | None = None  # the source of hooks.py, when there is one
+    digest: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+@dataclass(slots=True)
+class Project:
+    """The files of a project as read once: providers, shared partials and every bot folder's files."""
+
+    root: Path
+    providers: dict[str, ProviderConfig]
+    problems: list[Problem]  # providers.toml, and links that lead outside the project
+    shared: dict[str, str]  # bots/_shared/*.j2
+    digest: str  # of providers.toml and bots/_shared/, which every bot depends on
+    bots: list[BotFiles]
+
+
+def read_project(root: Path) -> Project:
+    """Read everything a compile depends on, once."""
+    from polybot.providers import known_kinds  # each providers.toml `kind` must be a registered one
+
+    providers, problems = load_providers(root, known_kinds())
+    problems += outside_links(root)
+    shared = read_templates(root / "bots" / SHARED_DIR, root)
+    providers_file = root / "providers.toml"
+    project_digest = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "",
+                            *(f"{k}\0{v}" for k, v in sorted(shared.items())))
+    bots = [read_bot(folder, root, project_digest) for folder in find_bots(root)]
+    return Project(root, providers, problems, shared, project_digest, bots)
+
+
+def read_bot(folder: BotFolder, root: Path, project_digest: str) -> BotFiles:
+    """bot.toml, the templates and hooks.py of one bot folder (a missing bot.toml is its one problem)."""
+    rel_toml = f"{folder.rel}/bot.toml"
+    try:
+        text = (folder.path / "bot.toml").read_text("utf-8")
+    except FileNotFoundError:
+        return BotFiles(folder, None, problems=[Problem(rel_toml, None, "missing: every bot folder needs a "
+                                                        "bot.toml (create one with `polybot new NAME`)")])
+    except (OSError, UnicodeDecodeError) as exc:
+        return BotFiles(folder, None, problems=[Problem(rel_toml, None, f"cannot read: {exc.__class__.__name__}")])
+    templates = read_templates(folder.path, root)
+    hooks_path = folder.path / HOOKS_FILE
+    hooks = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
+    inputs = digest(folder.name, text, hooks or "", project_digest,
+                    *(f"{k}\0{v}" for k, v in sorted(templates.items())))
+    return BotFiles(folder, text, templates, hooks, inputs)
+
+
+def digest(*parts: str) -> str:
+    """A short content hash of `parts` (a bot's `hash` in the manifest)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0\1")
+    return h.hexdigest()[:16]
 
 
 def find_bots(root: Path) -> list[BotFolder]:

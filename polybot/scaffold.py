@@ -152,11 +152,10 @@ def bot_toml_problems(table: Mapping[str, Any], providers: Mapping[str, Provider
     """What the build would reject in `table`, the bot.toml `polybot new` is about to write: the
     BotConfig schema (ranges named by their command-line options), then the build's own provider
     and model check."""
-    from polybot.build import _check_provider  # the one provider/model rule; build.py owns it
+    from polybot.validate import resolve_model  # the one provider/model rule
 
-    found: list[Problem] = []
-    _check_provider(dict(providers), str(table["provider"]), table.get("model"), "", "bot.toml", (), found)
-    problems = [p.message.partition(": ")[2] for p in found]  # without the key: the option says it
+    found = resolve_model(providers, str(table["provider"]), table.get("model"), "", "bot.toml", ())
+    problems = [found.message.partition(": ")[2]] if isinstance(found, Problem) else []  # the option names the key
     try:
         BotConfig.model_validate(table)
     except ValidationError as exc:

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from polybot.build import compile_project
+from polybot.compiler import Compiler
 from polybot.config import ProviderConfig
 from polybot.errors import PolybotError
 from polybot.manifest import BotSpec, Manifest
@@ -50,7 +50,7 @@ def sync_one(spec: BotSpec, providers: Mapping[str, ProviderConfig], base_url: s
 def stale(root: Path, manifest: Manifest) -> list[str]:
     """What changed in the project since `manifest` was built (empty when it is current)."""
     try:
-        current = compile_project(root).manifest
+        current = Compiler(root).manifest()
     except PolybotError as exc:
         raise PolybotError([*exc.problems, "fix these, run `polybot build`, then polybot sync again"]) from None
     changes = []

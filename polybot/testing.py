@@ -122,12 +122,12 @@ def query(message: str, history: Iterable[tuple[str, str]] = (),
 def load_project(root: str | Path | None = None) -> Project:
     """Compile the project at `root` (default: the one around the current folder), reading its
     `.env` like every command; raises PolybotError listing every located problem."""
-    from polybot.build import compile_project
+    from polybot.compiler import Compiler
     from polybot.env import load_env
     from polybot.root import project_root
     from polybot.runtime import runtimes_from_manifest
 
     folder = project_root(Path(root) if root is not None else None)
     load_env(folder)
-    manifest = compile_project(folder).manifest
+    manifest = Compiler(folder).manifest()
     return Project(folder, manifest, runtimes_from_manifest(manifest, folder))

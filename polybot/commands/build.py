@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from polybot.build import _display as display_path  # build.py owns how it shows paths
-from polybot.build import build
+from polybot.build import build, display_path
 
 
 @dataclass(frozen=True, slots=True)
