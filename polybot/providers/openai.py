@@ -187,14 +187,14 @@ class OpenAIProvider(Provider):
             raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except openai.APIConnectionError as exc:
             raise ProviderError(f"{self.name} connection failed: {cause_name(exc)}", retryable=True) from None
-        except _timeout_errors():  # mid-stream, from the raw body
+        except _http_errors("TimeoutException"):  # mid-stream, from the raw body
             raise ProviderError(f"{self.name} timed out", retryable=True) from None
         except openai.APIError as exc:  # an {"error": ...} event inside a 200 stream
             raise ProviderError(f"{self.name} failed mid-stream: {self._detail(exc) or 'error event'}",
                                 retryable=True) from None
         except ValueError:  # an event that is not JSON
             raise ProviderError(f"{self.name} sent a malformed stream", retryable=True) from None
-        except _transport_errors() as exc:  # older SDKs let mid-stream transport errors through
+        except _http_errors("TransportError") as exc:  # older SDKs let mid-stream transport errors through
             raise ProviderError(f"{self.name} connection failed: {type(exc).__name__}", retryable=True) from None
         usage.finish_reason = finish
         if refusal:
@@ -348,24 +348,13 @@ def _sdk() -> Any:
 
 
 @cache
-def _timeout_errors() -> tuple[type[Exception], ...]:
-    """The HTTP libraries' timeouts, raised while reading a streamed body."""
+def _http_errors(name: str) -> tuple[type[Exception], ...]:
+    """One exception class of the HTTP libraries (SDK 1.x uses httpx, newer ones httpx2), from each
+    that is installed: `TimeoutException` (raised while reading a streamed body), `TransportError`."""
     found: list[type[Exception]] = []
     for module in ("httpx", "httpx2"):
         try:
-            found.append(importlib.import_module(module).TimeoutException)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
-
-
-@cache
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """The HTTP libraries' transport errors (SDK 1.x uses httpx, newer ones httpx2)."""
-    found: list[type[Exception]] = []
-    for module in ("httpx", "httpx2"):
-        try:
-            found.append(importlib.import_module(module).TransportError)
+            found.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             continue
     return tuple(found)
