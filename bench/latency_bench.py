@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import BODY, PY, free_port, project, start  # noqa: E402
+from stream_bench import BODY, PY, free_port, project, start
 
 HERE = Path(__file__).resolve().parent
 DIRECT = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "stream": True}

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import BODY, free_port, start  # noqa: E402
+from stream_bench import BODY, free_port, start
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable

@@ -79,7 +79,7 @@ def _parser() -> Parser:
                         help="the project folder (default: the nearest one from here upwards)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    def command(group: Any, name: str, help: str, module: str, example: str) -> Parser:  # noqa: A002
+    def command(group: Any, name: str, help: str, module: str, example: str) -> Parser:
         p: Parser = group.add_parser(name, help=help, description=help, formatter_class=_Formatter,
                                      epilog="example:\n  " + example.replace("\n", "\n  "))
         p.add_argument("--project", type=Path, default=argparse.SUPPRESS, metavar="DIR",
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - users get one line; POLYBOT_DEBUG=1 shows the traceback
+    except Exception as exc:  # users get one line; POLYBOT_DEBUG=1 shows the traceback
         if os.environ.get("POLYBOT_DEBUG"):
             raise
         print(f"polybot: internal error: {type(exc).__name__}: {exc} (set POLYBOT_DEBUG=1 for details)",

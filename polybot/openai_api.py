@@ -76,7 +76,7 @@ FINISH_REASONS = {"ok": "stop", "truncated": "length", "refused": "content_filte
 class ApiError(Exception):
     """An OpenAI error object with its HTTP status (and headers such as Retry-After)."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)

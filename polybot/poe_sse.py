@@ -80,7 +80,7 @@ async def frames(bot: PolyPoeBot, request: fp.QueryRequest, context: Any = None)
                 yield text_frame(event.text)
         for file_event in pending.pop(request.message_id, []):
             yield file_event.encode()
-    except Exception as exc:  # noqa: BLE001 - what fastapi_poe sends for an escaped exception
+    except Exception as exc:  # what fastapi_poe sends for an escaped exception
         import logging
 
         logging.getLogger("uvicorn.default").exception("Error responding to query")

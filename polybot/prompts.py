@@ -95,7 +95,7 @@ class _Environment(SandboxedEnvironment):
         sandbox.check_binop(operator, left, right)
         return sandbox.account(super().call_binop(context, operator, left, right))
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         __self.budget.step()
         if isinstance(__obj, LoopContext) and args:  # `loop(children)` in a recursive for
             args = (sandbox.counted(args[0]), *args[1:])
@@ -259,7 +259,7 @@ class _MappingLoader(BaseLoader):
     def __init__(self, sources: dict[str, str]) -> None:
         self.sources = sources
 
-    def load(self, environment: Any, name: str, globals: Any = None) -> Any:  # noqa: A002
+    def load(self, environment: Any, name: str, globals: Any = None) -> Any:
         if name not in self.sources:
             raise TemplateNotFound(name)
         source = self.sources[name]

@@ -176,7 +176,7 @@ class Runtime:
         try:
             async for event in source:
                 yield event
-        except Exception as exc:  # noqa: BLE001 - last line of defence: Poe gets an event, not repr(e)
+        except Exception as exc:  # last line of defence: Poe gets an event, not repr(e)
             log.exception("bot %s failed", spec.name)
             yield fp.ErrorResponse(text=f"{spec.name} hit an internal error ({type(exc).__name__}); "
                                    "the server log has details", allow_retry=True)

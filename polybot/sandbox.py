@@ -416,7 +416,7 @@ class Bound(NodeTransformer):
 
 
 def bounded_lipsum(lipsum: Callable[..., str]) -> Callable[..., str]:
-    def lorem(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+    def lorem(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
         if n > 100 or max > 1000:
             raise SecurityError("lipsum() is limited to 100 paragraphs of 1000 words in a template")
         return lipsum(n, html, min, max)
