@@ -36,3 +36,11 @@ def _restore_reply_log() -> Iterator[None]:
     finally:
         logger.handlers[:], logger.level, logger.propagate = saved
 
+
+# Tests that take seconds (a fresh venv, Chromium, a cold mypy, real processes) start first, so that
+# under xdist they overlap the many quick ones instead of running alone at the end.
+SLOW_FIRST = ("tests/test_typing.py", "tests/e2e/", "tests/test_scaffold.py", "tests/test_plugins.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
