@@ -1,7 +1,10 @@
-"""Every test starts from the same environment: commands that read a project's .env change it."""
+"""Every test starts from the same environment (commands that read a project's .env change it) and
+the same reply log (`dev` and `serve` point it at stderr and stop it propagating, which hides it
+from caplog)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -20,3 +23,24 @@ def _restore_environment() -> Iterator[None]:
         os.environ.update(saved)
         env._from_file.clear()
         env._from_file.update(loaded)
+
+
+@pytest.fixture(autouse=True)
+def _restore_reply_log() -> Iterator[None]:
+    from polybot.replylog import LOGGER
+
+    logger = logging.getLogger(LOGGER)
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+
+# Tests that take seconds (a fresh venv, Chromium, a cold mypy, real processes) start first, so that
+# under xdist they overlap the many quick ones instead of running alone at the end.
+SLOW_FIRST = ("tests/test_typing.py", "tests/e2e/", "tests/test_scaffold.py", "tests/test_plugins.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))

@@ -3,6 +3,7 @@ files and trace; attachments held and sent as Poe sends them; a bot's tests; the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -17,7 +18,7 @@ from polybot.cli import main
 from polybot.playground import MAX_UPLOAD, TOKEN_HEADER, Playground
 from tests.fakes.server import serve_in_thread
 from tests.fakes.tool_wire import Call, ToolFake, Turn
-from tests.test_security_server import client, dev_server, write_bot
+from tests.test_security_server import REMOTE, client, dev_server, write_bot
 
 KEY = "sk-tool-key-never-shown"
 ENV = {"TOOLS_KEY": KEY}
@@ -232,3 +233,184 @@ async def test_only_the_pages_own_script_runs(tmp_path: Path) -> None:
     assert nonce is not None and f'<script nonce="{nonce.group(1)}">' in page.text
     assert page.text.count("<script") == 1 and "frame-ancestors 'none'" in policy
     assert nonce.group(1) not in again.headers["content-security-policy"]  # a fresh nonce per page
+
+
+# --- the routes, one by one ---------------------------------------------------------------------
+
+RICH = '''
+import fastapi_poe as fp
+import polybot
+
+async def respond(request, bot):
+    yield "Hello"
+    yield fp.PartialResponse(text="suggest me", is_suggested_reply=True)
+    yield fp.PartialResponse(text="all new", is_replace_response=True)
+    yield polybot.File("https://cdn.example/cat.png", "image/png", "cat.png")
+    yield fp.PartialResponse(text="", data={"k": 1})
+    yield fp.ErrorResponse(text="it broke", allow_retry=False)
+'''
+
+
+async def test_every_kind_of_event_reaches_the_page_by_name(tmp_path: Path) -> None:
+    write_bot(tmp_path, "Rich", 'provider = "echo"\n[poe]\nsuggested_replies = true\n', "p")
+    (tmp_path / "bots/Rich/hooks.py").write_text(RICH)
+    server, playground = dev_server(tmp_path, ENV)
+    got = events(await chat(server, playground, "Rich", ask("go")))
+    assert got[:-2] == [
+        ("meta", {"suggested_replies": True}), ("text", {"text": "Hello"}),
+        ("suggested_reply", {"text": "suggest me"}), ("replace_response", {"text": "all new"}),
+        ("file", {"url": "https://cdn.example/cat.png", "content_type": "image/png", "name": "cat.png"}),
+        ("data", {"data": {"k": 1}}), ("error", {"text": "it broke", "allow_retry": False})]
+    name, trace = got[-2]
+    assert name == "trace" and got[-1] == ("done", {})
+    # A code-defined bot calls no provider: no attempts, so the trace times the reply itself.
+    assert (trace["requests"], trace["attempts"], trace["outcome"]) == ([], 0, None)
+    assert isinstance(trace["ttft_ms"], int) and trace["duration_ms"] >= trace["ttft_ms"]
+
+
+async def test_state_lists_bots_keys_controls_and_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_bot(tmp_path, "Alpha", 'provider = "echo"\ndescription = "First"\n[poe]\nintroduction_message = "Hi!"\n')
+    write_bot(tmp_path, "Keyed", 'provider = "openai"\n')
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server, playground = dev_server(tmp_path, ENV)
+    async with client(server) as c:
+        state = (await c.get("/_polybot/state")).json()
+    assert state["version"] == 0 and state["problems"] == [] and state["built"] is False
+    alpha, keyed = state["bots"]
+    assert (alpha["name"], alpha["description"], alpha["provider"], alpha["introduction"], alpha["sections"]) == \
+        ("Alpha", "First", "echo", "Hi!", [])
+    assert (keyed["name"], keyed["provider"], keyed["model"]) == ("Keyed", "openai", "gpt-4o-mini")
+    assert alpha["key"] != keyed["key"]  # echo needs no key; openai's is missing
+
+    (tmp_path / "bots/Alpha/system.md.j2").write_text("{% if %}")
+    playground.publish(playground.workspace.refresh())
+    async with client(server) as c:
+        state = (await c.get("/_polybot/state")).json()
+        renamed = await c.get("/_polybot/state", headers={"host": "evil.test"})
+    async with client(server, peer=REMOTE) as c:
+        remote = await c.get("/_polybot/state")
+    assert state["version"] == 1
+    assert [p.split(": ")[0] for p in state["problems"]] == ["bots/Alpha/system.md.j2:1"]
+    assert renamed.status_code == 403 and "--allow-host" in renamed.json()["detail"]
+    assert remote.status_code == 403 and "ssh -L" in remote.json()["detail"], remote.text
+
+
+async def test_events_stream_the_state_now_and_after_each_rebuild(tmp_path: Path) -> None:
+    """The stream never ends, and httpx.ASGITransport reads a whole body: the route is called directly."""
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+
+    def request(host: str) -> Request:
+        return Request({"type": "http", "method": "GET", "path": "/_polybot/events", "query_string": b"",
+                        "headers": [(b"host", host.encode())], "client": ("127.0.0.1", 50000)})
+
+    write_bot(tmp_path, "Alpha")
+    server, playground = dev_server(tmp_path, ENV)
+    response = await playground.events(request("127.0.0.1:8080"))
+    assert isinstance(response, StreamingResponse) and response.media_type == "text/event-stream"
+    stream = response.body_iterator
+    seen = []
+    for _ in range(2):
+        # A rebuild published while the stream waits for one (see the report on a publish that lands
+        # between its yield and its wait: that one is shown only at the next keep-alive).
+        pending = asyncio.ensure_future(anext(stream))  # type: ignore[arg-type]
+        if seen:
+            await asyncio.sleep(0.05)
+            write_bot(tmp_path, "Bravo")
+            playground.publish(playground.workspace.refresh())
+        chunk = await asyncio.wait_for(pending, 5)
+        text = chunk if isinstance(chunk, str) else bytes(chunk).decode()
+        assert text.startswith("event: state\ndata: ") and text.endswith("\n\n")
+        seen.append(json.loads(text.removeprefix("event: state\ndata: ")))
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert [s["version"] for s in seen] == [0, 1]
+    assert [[b["name"] for b in s["bots"]] for s in seen] == [["Alpha"], ["Alpha", "Bravo"]]
+    refused = await playground.events(request("evil.test"))
+    assert refused.status_code == 403
+
+
+async def test_prompt_renders_the_conversation_or_says_why_not(tmp_path: Path) -> None:
+    write_bot(tmp_path, "Echo", 'provider = "echo"\n', "{{ bot.name }} heard {{ messages[-1].content }}.")
+    write_bot(tmp_path, "Strict", 'provider = "echo"\n', "{{ mood }}")
+    (tmp_path / "bots/Strict/hooks.py").write_text(  # fine for the build's sample request, not for "x"
+        "def context(request):\n    if request.query[-1].content == 'x':\n        raise RuntimeError('mood is down')\n"
+        "    return {'mood': 'calm'}\n")
+    server, playground = dev_server(tmp_path, ENV)
+    token = {TOKEN_HEADER: playground.access.token}
+    async with client(server) as c:
+        ok = await c.post("/_polybot/prompt/Echo", headers=token, json=ask("the tide"))
+        bad = await c.post("/_polybot/prompt/Strict", headers=token, json=ask("x"))
+        nobody = await c.post("/_polybot/prompt/Nobody", headers=token, json=ask("x"))
+        untokened = await c.post("/_polybot/prompt/Echo", json=ask("x"))
+    assert ok.json() == {"prompt": "Echo heard the tide."}
+    assert bad.status_code == 200 and "bots/Strict/hooks.py" in bad.json()["error"] and \
+        "mood is down" in bad.json()["error"]
+    assert nobody.status_code == 404 and nobody.json() == {"detail": "no bot named 'Nobody'"}
+    assert untokened.status_code == 403 and TOKEN_HEADER in untokened.json()["detail"]
+    # A prompt that cannot render still lets a chat reply, and its trace says why.
+    trace = trace_of(await chat(server, playground, "Strict", ask("x")))
+    assert trace["prompt"].startswith("(the prompt does not render: ")
+
+
+async def test_uploads_are_limited_in_size_and_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import polybot.playground as module
+
+    write_bot(tmp_path, "Echo")
+    server, playground = dev_server(tmp_path, ENV)
+    token = {TOKEN_HEADER: playground.access.token}
+    monkeypatch.setattr(module, "MAX_FILES", 3)
+    async with client(server) as c:
+        held = [(await c.post("/_polybot/upload", headers=token, json={
+            "name": f"n{i}.svg", "content_type": "image/svg+xml",
+            "data": base64.b64encode(f"<svg>{i}</svg>".encode()).decode()})).json() for i in range(4)]
+        assert list(playground.files) == [h["id"] for h in held[1:]]  # the oldest is dropped
+        first = await c.get(held[0]["url"])
+        assert first.status_code == 404 and "latest files only" in first.json()["detail"]
+        svg = await c.get(held[3]["url"])
+        assert svg.content == b"<svg>3</svg>" and svg.headers["content-disposition"] == "attachment"
+        assert held[3]["content_type"] == "image/svg+xml" and held[3]["url"].endswith("/n3.svg")
+        # Declared too large: refused before the body is read.
+        declared = await c.post("/_polybot/upload", headers={**token, "content-type": "application/json",
+                                                               "content-length": str(MAX_UPLOAD * 2)},
+                                content=b"{}")
+        assert declared.status_code == 413
+        untyped = (await c.post("/_polybot/upload", headers=token, json={"data": ""})).json()
+        assert (untyped["name"], untyped["content_type"]) == ("file", "application/octet-stream")
+        assert untyped["url"].endswith("/file")
+        assert (await c.post("/_polybot/upload", headers=token, json={"name": "x"})).status_code == 400
+
+
+async def test_the_last_build_is_reread_when_it_changes_and_names_what_it_lacks(tmp_path: Path) -> None:
+    write_bot(tmp_path, "Poet", 'provider = "echo"\n', "Sea.")
+    server, playground = dev_server(tmp_path, ENV)
+    assert main(["build", "--project", str(tmp_path)]) == 0
+    write_bot(tmp_path, "Newer", 'provider = "echo"\n', "Not built yet.")
+    playground.workspace.refresh()
+    try:
+        status, body = await chat_status(server, playground, "Newer", ask("hi", source="build"))
+        assert status == 404 and body["detail"] == "Newer is not in the last build (build/manifest.json): " \
+                                                   "run `polybot build`"
+        assert trace_of(await chat(server, playground, "Poet", ask("hi", source="build")))["prompt"] == "Sea."
+        first = playground._build
+        (tmp_path / "bots/Poet/system.md.j2").write_text("River.")
+        assert main(["build", "--project", str(tmp_path)]) == 0
+        assert trace_of(await chat(server, playground, "Poet", ask("hi", source="build")))["prompt"] == "River."
+        assert playground._build is not first
+        (tmp_path / "build/manifest.json").write_text("{not json")
+        status, body = await chat_status(server, playground, "Poet", ask("hi", source="build"))
+        assert status == 404 and "build/manifest.json" in body["detail"]
+    finally:
+        await playground.aclose()
+    assert playground._build is None
+
+
+async def test_a_bots_tests_that_cannot_load_say_why(tmp_path: Path) -> None:
+    write_bot(tmp_path, "Echo")
+    (tmp_path / "bots/Echo/tests.toml").write_text("[[test]\nname = ")
+    server, playground = dev_server(tmp_path, ENV)
+    async with client(server) as c:
+        result = await c.post("/_polybot/tests/Echo", headers={TOKEN_HEADER: playground.access.token}, json={})
+    assert result.status_code == 200
+    assert list(result.json()) in (["error"], ["outcomes", "problems"])
+    problems = result.json().get("error") or " ".join(result.json()["problems"])
+    assert "bots/Echo/tests.toml" in problems

@@ -22,8 +22,10 @@ def free_port() -> int:
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve `app` on 127.0.0.1; yields its base URL (no trailing slash). Stops on exit."""
     port = port or free_port()
+    # A fake's replies end in milliseconds; what is still open at exit is a test's hanging stream,
+    # which uvicorn would otherwise wait on for the whole grace period after every such test.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                            timeout_graceful_shutdown=1)
+                            timeout_graceful_shutdown=0.2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
