@@ -158,8 +158,8 @@ class Playground:
                     seen = self.version
                     yield f"event: state\ndata: {json.dumps(self.state())}\n\n".encode()
                 async with self.changed:
-                    try:
-                        await asyncio.wait_for(self.changed.wait(), timeout=15)
+                    try:  # wait_for checks first: a publish() while the last event was sent is not lost
+                        await asyncio.wait_for(self.changed.wait_for(lambda: self.version != seen), timeout=15)
                     except TimeoutError:
                         yield b": keep-alive\n\n"
 

@@ -18,6 +18,7 @@ import pytest
 
 from polybot import dev
 from polybot.cli import main
+from polybot.commands import dev as dev_command
 from polybot.errors import Problem
 from polybot.livebuild import LiveBuild, Refresh
 from polybot.playground import TOKEN_HEADER
@@ -237,7 +238,7 @@ def test_dev_command_serves_the_playground_and_reloads(tmp_path: Path, monkeypat
             seen["version"] = (await c.get("/_polybot/state")).json()["version"]
         return 0
 
-    monkeypatch.setattr(dev, "serve", drive)
+    monkeypatch.setattr(dev_command, "serve", drive)
     port = free_port()
     assert main(["dev", "--project", str(tmp_path), "--port", str(port)]) == 0
     assert bound and bound[0].fileno() == -1  # closed on the way out

@@ -311,8 +311,7 @@ async def test_events_stream_the_state_now_and_after_each_rebuild(tmp_path: Path
     stream = response.body_iterator
     seen = []
     for _ in range(2):
-        # A rebuild published while the stream waits for one (see the report on a publish that lands
-        # between its yield and its wait: that one is shown only at the next keep-alive).
+        # A rebuild published while the stream waits for one.
         pending = asyncio.ensure_future(anext(stream))  # type: ignore[arg-type]
         if seen:
             await asyncio.sleep(0.05)
@@ -327,6 +326,16 @@ async def test_events_stream_the_state_now_and_after_each_rebuild(tmp_path: Path
     assert [[b["name"] for b in s["bots"]] for s in seen] == [["Alpha"], ["Alpha", "Bravo"]]
     refused = await playground.events(request("evil.test"))
     assert refused.status_code == 403
+
+    # A rebuild published between the stream's yield and its wait is not lost until the keep-alive.
+    stream = (await playground.events(request("127.0.0.1:8080"))).body_iterator
+    await anext(stream)  # type: ignore[arg-type]
+    write_bot(tmp_path, "Charlie")
+    playground.publish(playground.workspace.refresh())
+    chunk = await asyncio.wait_for(anext(stream), 2)  # type: ignore[arg-type]
+    text = chunk if isinstance(chunk, str) else bytes(chunk).decode()
+    assert json.loads(text.removeprefix("event: state\ndata: "))["version"] == 2
+    await stream.aclose()  # type: ignore[attr-defined]
 
 
 async def test_prompt_renders_the_conversation_or_says_why_not(tmp_path: Path) -> None:
