@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import copy
+import functools
 import json
 import os
 import secrets
@@ -157,9 +158,10 @@ class Playground:
                 if seen != self.version:
                     seen = self.version
                     yield f"event: state\ndata: {json.dumps(self.state())}\n\n".encode()
+                newer = functools.partial(lambda last: self.version != last, seen)
                 async with self.changed:
                     try:  # wait_for checks first: a publish() while the last event was sent is not lost
-                        await asyncio.wait_for(self.changed.wait_for(lambda: self.version != seen), timeout=15)
+                        await asyncio.wait_for(self.changed.wait_for(newer), timeout=15)
                     except TimeoutError:
                         yield b": keep-alive\n\n"
 
