@@ -33,7 +33,7 @@ PING_SECONDS = 15.0
 HEADERS = [(b"cache-control", b"no-store"), (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no"),
            (b"content-type", b"text/event-stream; charset=utf-8")]
 
-#: Where server.py's guard leaves the query it parsed and validated, so a body is parsed once.
+#: Where app.py's guard leaves the query it parsed and validated, so a body is parsed once.
 QUERY_SCOPE_KEY = "polybot.query"
 
 _TEXT_HEAD = b'event: text\r\ndata: {"text": '
@@ -105,7 +105,7 @@ class PoeStream:
         if bot is None or path != bot.path or not _authorised(scope, bot.access_key):
             await self.app(scope, receive, send)  # fastapi_poe answers (401, 403, 404) as before
             return
-        # The guard in server.py read and validated the body already; a query it did not leave here
+        # The guard in app.py read and validated the body already; a query it did not leave here
         # is no query fastapi_poe would parse, and its route decides.
         parsed = scope.get(QUERY_SCOPE_KEY)
         if not isinstance(parsed, fp.QueryRequest):
