@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from polybot.compiler import Compiler
 from polybot.config import locate, parse_toml, validate_model
 from polybot.errors import PolybotError, Problem, did_you_mean, sorted_problems
 
@@ -98,13 +99,14 @@ def load_tests(path: Path, rel: str) -> tuple[list[tuple[BotTest, int | None]], 
     return [(t, locate(text, ("test", i))) for i, t in enumerate(parsed.test)], problems
 
 
-def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False) -> Report:
-    """Run the tests of `names` (default: every bot with a tests.toml)."""
-    from polybot.compiler import Compiler
+def run_tests(root: Path, names: Sequence[str] = (), *, record: bool = False,
+              compiler: Compiler | None = None) -> Report:
+    """Run the tests of `names` (default: every bot with a tests.toml); `compiler`: one that just
+    compiled these sources, whose bots are reused."""
     from polybot.recordings import RECORDINGS_DIR, RecordingPool, Session
     from polybot.runtime import Runtime
 
-    compiler = Compiler(root)
+    compiler = compiler or Compiler(root)
     compiled = compiler.compile()
     pool = RecordingPool(compiled.project.providers, Session(root, record))
     runtimes = {bot.name: Runtime(bot.spec, compiler.library, pool, bot.hooks, root)

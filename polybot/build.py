@@ -23,6 +23,7 @@ class BuildResult:
     manifest: Manifest
     outputs: dict[str, bytes]  # relative to the output folder; only what was (re)rendered
     rendered: int  # bots re-rendered this time
+    compiler: Compiler  # holds every bot it compiled, for what runs next on the same sources (bot tests)
 
 
 #: In the output folder: the files the last build wrote, so the next one deletes only those.
@@ -88,7 +89,7 @@ def compile_outputs(compiler: Compiler, previous: Manifest | None) -> BuildResul
     rendered = len(outputs)
     if not _unchanged(previous, manifest, rendered):
         outputs[MANIFEST] = manifest.dumps()  # serialising 1000 bots is most of a no-change rebuild: skip it
-    return BuildResult(manifest, outputs, rendered)
+    return BuildResult(manifest, outputs, rendered, compiler)
 
 
 def _unchanged(previous: Manifest | None, manifest: Manifest, rendered: int) -> bool:

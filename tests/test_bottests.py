@@ -151,3 +151,22 @@ async def respond(request, bot):
     assert captured.err.splitlines() == [
         "bots/Echo/tests.toml:5: I am here.: the judge says it does not meet 'asks a question back': "
         "the reply is not a question"]
+
+
+def test_build_check_tests_the_bots_it_compiled_without_compiling_again(tmp_path: Path) -> None:
+    """hooks.py is imported, and context() run, once per `build --check`, bot tests included; the
+    tests still see the hook's context."""
+    from polybot.cli import main
+
+    calls = tmp_path / "calls.txt"
+    hooks = (f"import pathlib\nCALLS = pathlib.Path({str(calls)!r})\nCALLS.write_text(CALLS.read_text() + 'import\\n' "
+             "if CALLS.exists() else 'import\\n')\n\ndef context(request):\n"
+             "    CALLS.write_text(CALLS.read_text() + 'context\\n')\n    return {'mood': 'calm'}\n")
+    make_bot(tmp_path, "Echo", 'provider = "echo"\n', "You are {{ mood }}.", hooks)
+    (tmp_path / "bots/Echo/tests.toml").write_text('[[test]]\nask = "hi"\nprompt_contains = ["You are calm."]\n')
+    assert main(["build", "--project", str(tmp_path)]) == 0
+    calls.unlink()
+    assert main(["build", "--check", "--project", str(tmp_path)]) == 0
+    lines = calls.read_text().splitlines()
+    assert lines.count("import") == 1
+    assert lines.count("context") == 2  # the build's sample render, then the test's own query
