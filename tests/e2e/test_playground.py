@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import new_page
 from tests.e2e.helpers import polybot_process
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,8 +38,13 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    yield from new_page(browser, viewport={"width": 1280, "height": 800})
+def page(tmp_path: Path) -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 800})
+        finally:
+            browser.close()
 
 
 def test_chat_prompt_and_live_build_errors(project: Path, page: Any, tmp_path: Path) -> None:
