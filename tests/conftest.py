@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["pytester"]  # test_scaffold runs a scaffolded project's tests in-process
+
 
 @pytest.fixture(autouse=True)
 def _restore_environment() -> Iterator[None]:

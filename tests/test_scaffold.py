@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,11 +29,12 @@ def test_init_output(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeyp
     assert capsys.readouterr().out == snapshot
 
 
-def test_init_makes_a_project_that_builds_and_tests_itself(project: Path) -> None:
+def test_init_makes_a_project_that_builds_and_tests_itself(project: Path, pytester: pytest.Pytester) -> None:
     assert cli("build", project=project) == 0
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # In-process; tests/e2e/test_readme.py runs the same tests as a user does, in a fresh venv.
+    done = pytester.runpytest_inprocess(str(project / "tests"), "-p", "no:cacheprovider", "-p", "no:xdist",
+                                        "-o", "asyncio_default_fixture_loop_scope=function")
+    done.assert_outcomes(passed=3)
 
 
 def test_init_refuses_an_existing_project(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -33,7 +32,11 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with this checkout installed the way the README's `pip install polybot-poe` would."""
     root = tmp_path_factory.mktemp("venv")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root)], check=True, env=env)
+    # No ensurepip (3 s of CPU): the venv borrows the system's pip, which installs into the venv.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(root)], check=True,
+                   env=env)
+    (root / "bin/pip").write_text(f'#!/bin/sh\nexec "{root}/bin/python" -m pip "$@"\n')
+    (root / "bin/pip").chmod(0o755)
     pip = [str(root / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if subprocess.run([*pip, "wheel"], env=env, capture_output=True).returncode != 0:
         pytest.skip("cannot install `wheel` from the package index into a venv")
@@ -111,9 +114,13 @@ def test_from_pip_install_to_a_first_real_bot(venv: Path, tmp_path: Path) -> Non
 
     # 1. Install: the README's line names the distribution this checkout builds.
     assert "python3 -m pip install polybot-poe\n" in README
-    assert user.ok("pip show polybot-poe").startswith("Name: polybot-poe")
+    located = "from importlib.metadata import distribution as d; print(d('polybot-poe').locate_file(''))"
+    where = user.ok(f'python -c "{located}"')
+    assert where.startswith(str(venv))  # this venv's install, not one on the system path
     assert user.ok("polybot --version") == "polybot 0.1.0\n"
 
+    # Each check below runs the installed `polybot` once; tests/test_cli.py and tests/test_check.py
+    # cover every case of each in-process.
     # 2. Outside a project, commands refuse in one line and create nothing.
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -130,7 +137,6 @@ def test_from_pip_install_to_a_first_real_bot(venv: Path, tmp_path: Path) -> Non
     assert user.ok("polybot build", cwd=project / "bots/Echo").startswith("built 1 bot into build/")
     assert (project / "build/manifest.json").is_file() and not (project / "bots/Echo/build").exists()
     assert user.ok("polybot chat Echo -m hello") == "hello\n"
-    assert user.ok("polybot chat Echo -m -", stdin="from stdin") == "from stdin\n"
     # 10. The scaffolded tests pass with the public polybot.testing module.
     assert "passed" in user.ok("python -m pytest -q -p no:cacheprovider tests")
 
@@ -155,20 +161,12 @@ def test_from_pip_install_to_a_first_real_bot(venv: Path, tmp_path: Path) -> Non
         (project / "providers.toml").write_text(good.replace('kind = "echo"', 'kind = "ecko"'))
         err = user.fails("polybot chat Echo -m hi")
         assert err.startswith("providers.toml:19: echo.kind: unknown kind 'ecko' (did you mean 'echo'?)")
-        assert user.fails("polybot list").startswith("providers.toml:19:")
         (project / "providers.toml").write_text(good)
 
         # 7. Arguments.
         assert "must be between 1 and 65535, got 99999" in user.fails("polybot dev --port 99999", code=2)
         assert "(did you mean 'build'?)" in user.fails("polybot biuld", code=2)
         assert user.fails("polybot dev --prot 1", code=2).startswith("usage: polybot dev ")
-        with socket.socket() as busy:
-            busy.bind(("127.0.0.1", 0))
-            busy.listen()
-            taken = busy.getsockname()[1]
-            assert user.fails(f"polybot dev --port {taken}") == (
-                f"error: port {taken} on 127.0.0.1 is already in use: stop the program using it, or pick "
-                f"another port, e.g. --port {taken + 1}\n")
         assert "example:" in user.ok("polybot serve --help")
 
         # 3, 4, 8. dev: one line per reply, .env edits noticed, "fixed", Ctrl-C with the playground open.
@@ -194,14 +192,8 @@ def test_from_pip_install_to_a_first_real_bot(venv: Path, tmp_path: Path) -> Non
             assert interrupt(proc) < 1.5 and proc.returncode == 130
         assert not any("Traceback" in ln for ln in output)
 
-        # 9. sync refuses a stale build, naming what changed; a network error names the host.
-        poe = f"127.0.0.1:{free_port()}"
+        # 9. serve runs the compiled build (tests/test_sync.py has sync's stale-build and network errors).
         user.ok("polybot build")
-        (project / "bots/Echo/system.md.j2").write_text("You are Echo, edited.\n")
-        assert user.fails(f"polybot sync --base-url http://{poe}/bot/").startswith(
-            "error: build/ is stale: bots/Echo/ changed\n")
-        user.ok("polybot build")
-        assert f"cannot reach {poe} (ConnectError)" in user.fails(f"polybot sync Echo --base-url http://{poe}/bot/")
 
         # 3, 4. serve reads the same .env (no "not set" for a key stored there), and stops on Ctrl-C.
         user.ok("polybot keys set POE_ACCESS_KEY_HAIKU", stdin="h" * 32 + "\n")
