@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import fastapi_poe as fp
 import httpx
@@ -83,3 +84,12 @@ def polybot_process(*args: str, project: Path, env: dict[str, str] | None = None
         reader.join(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def new_page(browser: Any, **options: Any) -> Iterator[Any]:
+    """A page in a fresh context (its own cookies and storage), closed afterwards."""
+    context = browser.new_context(**options)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from tests.e2e.helpers import polybot_process
-from tests.e2e.test_playground import CHROMIUM, FLAGS, sync_api
+from tests.e2e.test_playground import CHROMIUM
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.server import serve_in_thread
 from tests.fakes.wire import running
@@ -71,13 +71,13 @@ def hostile_page(target: str) -> str:
 </script></body></html>"""
 
 
-def test_a_page_on_another_port_cannot_spend_the_developers_keys(project: Path, fake: FakeOpenAI) -> None:
-    with polybot_process("dev", project=project, env={"OPENAI_API_KEY": KEY}) as (base, output), \
-            sync_api.sync_playwright() as pw:
+def test_a_page_on_another_port_cannot_spend_the_developers_keys(project: Path, fake: FakeOpenAI,
+                                                                 browser: Any) -> None:
+    with polybot_process("dev", project=project, env={"OPENAI_API_KEY": KEY}) as (base, output):
         evil = Starlette(routes=[Route("/", lambda request: HTMLResponse(hostile_page(base)))])
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context()
         try:
-            page: Any = browser.new_page()
+            page: Any = context.new_page()
             with serve_in_thread(evil) as evil_url:
                 assert evil_url != base
                 page.goto(evil_url + "/")
@@ -92,7 +92,7 @@ def test_a_page_on_another_port_cannot_spend_the_developers_keys(project: Path, 
             page.locator(".msg.bot", has_text="Hello world").wait_for(timeout=15_000)
             assert len(fake.requests) == 1
         finally:
-            browser.close()
+            context.close()
     assert KEY not in "\n".join(output)
 
 

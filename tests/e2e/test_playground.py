@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import polybot_process
+from tests.e2e.helpers import new_page, polybot_process
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
@@ -38,13 +38,8 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 800})
-        finally:
-            browser.close()
+def page(browser: Any) -> Iterator[Any]:
+    yield from new_page(browser, viewport={"width": 1280, "height": 800})
 
 
 def test_chat_prompt_and_live_build_errors(project: Path, page: Any, tmp_path: Path) -> None:

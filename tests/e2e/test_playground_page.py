@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from polybot.cli import main
-from tests.e2e.helpers import polybot_process
-from tests.e2e.test_playground import CHROMIUM, FLAGS, sync_api
+from tests.e2e.helpers import new_page, polybot_process
+from tests.e2e.test_playground import CHROMIUM
 from tests.fakes.server import serve_in_thread
 from tests.fakes.tool_wire import Call, ToolFake, Turn
 
@@ -131,15 +131,10 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def page(dev: tuple[str, list[str]]) -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 900})
-            tab.goto(dev[0] + "/")
-            yield tab
-        finally:
-            browser.close()
+def page(dev: tuple[str, list[str]], browser: Any) -> Iterator[Any]:
+    for tab in new_page(browser, viewport={"width": 1400, "height": 900}):
+        tab.goto(dev[0] + "/")
+        yield tab
 
 
 def pick(page: Any, bot: str) -> None:
