@@ -497,12 +497,12 @@ def test_a_slow_first_token_starts_the_stream_with_keep_alives(base: str, client
 
     monkeypatch.setattr(polybot.openai_api, "FIRST_TOKEN_WAIT", 0.05)
     monkeypatch.setattr(polybot.openai_api, "KEEP_ALIVE", 0.05)
-    fake.push(Reply(chunks=["slow", " start"], delay=0.4))
+    fake.push(Reply(chunks=["slow", " start"], delay=0.2))
     with httpx.stream("POST", base + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
                       json={"model": "Sturdy", "stream": True, "messages": user("hi")}) as response:
         lines = [line for line in response.iter_lines() if line]
     assert ": keep-alive" in lines and lines[-1] == "data: [DONE]"
-    fake.push(Reply(chunks=["slow", " start"], delay=0.4))
+    fake.push(Reply(chunks=["slow", " start"], delay=0.2))
     assert streamed(client, "Sturdy", "hi") == ("slow start", None, "stop")
 
 

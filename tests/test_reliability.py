@@ -62,6 +62,12 @@ def scripted_kind() -> Iterator[None]:
     del providers._KINDS["scripted"]  # keep the registry as other test modules expect it
 
 
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real schedule (doubling, jittered, capped), at a tenth of the pace."""
+    monkeypatch.setattr("polybot.reliability.BACKOFF_BASE", 0.05)
+
+
 def pool(**scripts: list[object]) -> ProviderPool:
     configs = {}
     for name, calls in scripts.items():

@@ -56,18 +56,20 @@ def hostile_page(target: str) -> str:
 </form>
 <iframe name="sink"></iframe>
 <script>
-  fetch("{target}/_polybot/chat/Spender", {{method: "POST", mode: "no-cors",
-        headers: {{"content-type": "text/plain"}}, body: {json.dumps(body)}}}).catch(() => {{}});
-  fetch("{target}/_polybot/prompt/Spender", {{method: "POST", mode: "no-cors", body: {json.dumps(body)}}})
-    .catch(() => {{}});
-  fetch("{target}/Spender", {{method: "POST", mode: "no-cors", headers: {{"content-type": "text/plain"}},
-        body: JSON.stringify({{version: "1.2", type: "query", query: [{{role: "user", content: "spend"}}],
-        user_id: "u", conversation_id: "c", message_id: "m"}})}}).catch(() => {{}});
-  fetch("{target}/v1/chat/completions", {{method: "POST", mode: "no-cors",
-        headers: {{"content-type": "text/plain"}},
-        body: JSON.stringify({{model: "Spender", messages: [{{role: "user", content: "spend"}}]}})}}).catch(() => {{}});
+  const sent = [
+    fetch("{target}/_polybot/chat/Spender", {{method: "POST", mode: "no-cors",
+          headers: {{"content-type": "text/plain"}}, body: {json.dumps(body)}}}),
+    fetch("{target}/_polybot/prompt/Spender", {{method: "POST", mode: "no-cors", body: {json.dumps(body)}}}),
+    fetch("{target}/Spender", {{method: "POST", mode: "no-cors", headers: {{"content-type": "text/plain"}},
+          body: JSON.stringify({{version: "1.2", type: "query", query: [{{role: "user", content: "spend"}}],
+          user_id: "u", conversation_id: "c", message_id: "m"}})}}),
+    fetch("{target}/v1/chat/completions", {{method: "POST", mode: "no-cors",
+          headers: {{"content-type": "text/plain"}},
+          body: JSON.stringify({{model: "Spender", messages: [{{role: "user", content: "spend"}}]}})}}),
+    new Promise(answered => document.querySelector("iframe").addEventListener("load", answered, {{once: true}})),
+  ].map(p => p.catch(() => {{}}));
   document.getElementById("f").submit();
-  setTimeout(() => {{ document.title = "sent"; }}, 1500);
+  Promise.all(sent).then(() => {{ document.title = "sent"; }});  // every request has had its answer
 </script></body></html>"""
 
 
@@ -82,7 +84,7 @@ def test_a_page_on_another_port_cannot_spend_the_developers_keys(project: Path, 
                 assert evil_url != base
                 page.goto(evil_url + "/")
                 page.wait_for_function("document.title === 'sent'", timeout=15_000)
-                time.sleep(1.0)  # anything the posts started has reached the fake by now
+                time.sleep(0.2)  # a provider call one of them started would have reached the fake by now
             assert fake.requests == [], "a cross-site page made polybot dev call the provider"
 
             # The playground page itself (same origin, with its token) still reaches the provider.

@@ -31,9 +31,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, fakes: tuple[FakeOpenAI, Fa
     root = tmp_path_factory.mktemp("failover")
     (root / "providers.toml").write_text(
         f'[openai]\nkind = "openai"\napi_base = "{oa.base_url}/v1"\napi_key_env = "OPENAI_API_KEY"\n'
-        'default_model = "gpt-4o-mini"\ntimeout = 2\nmax_retries = 1\n\n'
+        'default_model = "gpt-4o-mini"\ntimeout = 1\nmax_retries = 1\n\n'
         f'[anthropic]\nkind = "anthropic"\napi_base = "{an.base_url}"\napi_key_env = "ANTHROPIC_API_KEY"\n'
-        'default_model = "claude-haiku-4-5"\ntimeout = 2\nmax_retries = 1\n')
+        'default_model = "claude-haiku-4-5"\ntimeout = 1\nmax_retries = 1\n')
     (root / "bots" / "Sturdy").mkdir(parents=True)
     (root / "bots" / "Sturdy" / "bot.toml").write_text(
         'provider = "openai"\ntemperature = 0.2\n\n[[fallback]]\nprovider = "anthropic"\n')

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from polybot.cli import main
 from tests.fakes.server import free_port
 
 
@@ -78,8 +79,7 @@ def test_ctrl_c_ends_dev_with_the_playground_stream_open(project: Path) -> None:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_ends_serve(project: Path, workers: str) -> None:
-    assert subprocess.run([sys.executable, "-m", "polybot", "build", "--project", str(project)],
-                          capture_output=True).returncode == 0
+    assert main(["build", "--project", str(project)]) == 0
     port = free_port()
     proc = start("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers, project=project)
     wait_healthy(f"http://127.0.0.1:{port}", proc)
