@@ -28,6 +28,7 @@ from typing import Any
 from polybot.config import PoePricing
 from polybot.errors import PolybotError
 from polybot.manifest import BotSpec
+from polybot.tls import tls_context
 
 #: The Bots REST API; POLYBOT_POE_API_URL points elsewhere (a test server).
 POE_API_URL = "https://api.poe.com"
@@ -98,7 +99,7 @@ class ApiBotSync:
         self.key = poe_key
         self.dry_run = dry_run
         self.send_key = send_key
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=30,
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=30, verify=tls_context(),
                                  headers={"Authorization": f"Bearer {poe_key}"})
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from polybot.app import create_app
 from polybot.manifest import load_manifest
+from polybot.tls import tls_context
 from tests.fakes.server import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +50,8 @@ def test_any_conversation_gets_a_valid_event_stream(base_url: str) -> None:
     def one_request(query: list[dict[str, object]], temperature: float | None) -> None:
         body = {"version": "1.2", "type": "query", "query": query, "user_id": "u", "conversation_id": "c",
                 "message_id": "m", "temperature": temperature}
-        response = httpx.post(f"{base_url}/Echo", json=body, headers={"Authorization": "Bearer x"}, timeout=30)
+        response = httpx.post(f"{base_url}/Echo", json=body, headers={"Authorization": "Bearer x"}, timeout=30,
+                              verify=tls_context())
         assert response.status_code in (200, 400), response.text  # 400: not a Poe request (one line)
         if response.status_code != 200:
             return

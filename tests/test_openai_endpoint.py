@@ -24,6 +24,7 @@ from starlette.requests import Request
 from polybot.app import create_app
 from polybot.cli import main
 from polybot.manifest import load_manifest
+from polybot.tls import tls_context
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.server import serve_in_thread
 from tests.fakes.wire import Reply, running
@@ -116,7 +117,8 @@ def fresh(fake: ScriptedOpenAI) -> None:
 
 @pytest.fixture
 def client(base: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as c:
+    with openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0,
+                       http_client=openai.DefaultHttpxClient(verify=tls_context())) as c:
         yield c
 
 

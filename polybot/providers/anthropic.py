@@ -32,6 +32,7 @@ from polybot.providers.base import (
     without_images,
 )
 from polybot.providers.models import model_info
+from polybot.tls import tls_context
 
 if TYPE_CHECKING:
     import anthropic
@@ -101,6 +102,7 @@ class AnthropicProvider(Provider):
                 default_headers=headers or None,
                 max_retries=0,  # polybot retries (and fails over) itself
                 timeout=sdk_timeout(c, anthropic.Timeout),
+                http_client=anthropic.DefaultAsyncHttpxClient(verify=tls_context()),
             )
         return self._client
 

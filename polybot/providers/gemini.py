@@ -30,6 +30,7 @@ from polybot.providers.base import (
     without_images,
 )
 from polybot.providers.media import MediaError, fetch
+from polybot.tls import tls_context
 
 if TYPE_CHECKING:
     import httpx
@@ -75,7 +76,7 @@ class GeminiProvider(Provider):
             c = self.config
             # Our own httpx client: the SDK would otherwise switch to aiohttp whenever that happens
             # to be installed, changing timeouts and error types under us.
-            self._http = httpx.AsyncClient(timeout=sdk_timeout(c, httpx.Timeout))
+            self._http = httpx.AsyncClient(timeout=sdk_timeout(c, httpx.Timeout), verify=tls_context())
             options = types.HttpOptions(
                 base_url=c.api_base,
                 api_version=c.api_version,
@@ -83,6 +84,10 @@ class GeminiProvider(Provider):
                 timeout=int(c.timeout * 1000),
                 retry_options=types.HttpRetryOptions(attempts=1),  # polybot retries and fails over itself
                 httpx_async_client=self._http,
+                # Given both clients and a context for its websockets, the SDK makes no TLS context
+                # of its own (it would make three); polybot never calls it synchronously.
+                httpx_client=httpx.Client(verify=tls_context()),
+                async_client_args={"ssl": tls_context()},
             )
             self._client = genai.Client(api_key=require_key(self.name, c, os.environ), http_options=options)
         return self._client

@@ -12,6 +12,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from polybot.tls import tls_context
+
 #: Largest attachment downloaded (Gemini's inline limit is 20 MB per request).
 MAX_BYTES = 15 * 1024 * 1024
 TIMEOUT = 10.0
@@ -35,7 +37,7 @@ async def fetch(url: str) -> bytes:
     if not local:
         await _check_public(host, parts.port or 443)
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, verify=tls_context()) as client:
             async with client.stream("GET", url) as response:
                 if response.status_code != 200:
                     raise MediaError(f"download failed (HTTP {response.status_code})")

@@ -30,6 +30,7 @@ from polybot.providers.base import (
     without_images,
 )
 from polybot.providers.models import model_info
+from polybot.tls import tls_context
 
 if TYPE_CHECKING:
     import openai
@@ -335,7 +336,7 @@ def _http_client(openai: Any) -> Any:
     """The SDK's client over polybot's lean transport (bench/README.md, issue #16), or over httpx's
     own when a proxy is configured or POLYBOT_HTTP_TRANSPORT=httpx asks for it."""
     if os.environ.get("POLYBOT_HTTP_TRANSPORT") == "httpx" or any(os.environ.get(v) for v in PROXY_VARIABLES):
-        return openai.DefaultAsyncHttpxClient()
+        return openai.DefaultAsyncHttpxClient(verify=tls_context())
     from polybot.providers.pool import LeanTransport
 
     return openai.DefaultAsyncHttpxClient(transport=LeanTransport())

@@ -22,6 +22,7 @@ from polybot.providers.base import (
     sdk_timeout,
     status_error,
 )
+from polybot.tls import tls_context
 
 
 class PoeProvider(Provider):
@@ -33,7 +34,7 @@ class PoeProvider(Provider):
         if self._session is None:
             c = self.config
             self._session = httpx.AsyncClient(timeout=sdk_timeout(c, httpx.Timeout),
-                                              headers=c.request_headers() or None)
+                                              headers=c.request_headers() or None, verify=tls_context())
         return self._session
 
     def _key(self, request: ChatRequest) -> str:

@@ -13,11 +13,12 @@ ReadError, RemoteProtocolError), so the SDK maps them exactly as before.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
+
+from polybot.tls import tls_context
 
 #: The longest status line plus headers accepted from a provider.
 MAX_HEAD = 256 * 1024
@@ -29,7 +30,6 @@ class LeanTransport(httpx2.AsyncBaseTransport):
     def __init__(self, max_idle: int = 1000) -> None:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._max_idle = max_idle
-        self._tls: ssl.SSLContext | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
@@ -62,9 +62,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         scheme, host, port = origin
         tls = None
         if scheme == "https":
-            if self._tls is None:
-                self._tls = httpx2.create_ssl_context()
-            tls = self._tls
+            tls = tls_context()
         try:
             async with asyncio.timeout(timeouts.get("connect")):
                 reader, writer = await asyncio.open_connection(host, port, ssl=tls, limit=MAX_HEAD,

@@ -16,7 +16,8 @@ from typing import Any
 import fastapi_poe as fp
 import httpx
 
-from tests.fakes.server import free_port
+from polybot.tls import tls_context
+from tests.fakes.server import free_port, poe_session
 
 
 def query(text: str, **extra: object) -> fp.QueryRequest:
@@ -26,8 +27,10 @@ def query(text: str, **extra: object) -> fp.QueryRequest:
 
 async def ask_async(base_url: str, bot: str, text: str, key: str = "x" * 32) -> tuple[str, list[fp.PartialResponse]]:
     events = []
-    async for m in fp.stream_request(query(text), bot, key, base_url=base_url + "/", num_tries=1):
-        events.append(m)
+    async with poe_session() as session:
+        async for m in fp.stream_request(query(text), bot, key, base_url=base_url + "/", num_tries=1,
+                                         session=session):
+            events.append(m)
     out = ""
     for m in events:
         out = m.text if m.is_replace_response else out + m.text
@@ -66,7 +69,7 @@ def polybot_process(*args: str, project: Path, env: dict[str, str] | None = None
                 reader.join(timeout=2)
                 raise RuntimeError("polybot exited early:\n" + "\n".join(lines))
             try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -12,6 +12,7 @@ from polybot.cli import main
 from tests.e2e.helpers import polybot_process, query
 from tests.fakes.anthropic_wire import FakeAnthropic
 from tests.fakes.openai_wire import FakeOpenAI
+from tests.fakes.server import poe_session
 from tests.fakes.wire import Reply, running
 
 OPENAI_KEY = "sk-openai-never-shown-0123"
@@ -55,8 +56,10 @@ def fresh_scripts(fakes: tuple[FakeOpenAI, FakeAnthropic]) -> None:
 async def events(base: str) -> list[fp.PartialResponse]:
     out = []
     try:
-        async for m in fp.stream_request(query("hi"), "Sturdy", ACCESS_KEY, base_url=base + "/", num_tries=1):
-            out.append(m)
+        async with poe_session() as session:
+            async for m in fp.stream_request(query("hi"), "Sturdy", ACCESS_KEY, base_url=base + "/", num_tries=1,
+                                             session=session):
+                out.append(m)
     except fp.BotError as exc:
         out.append(fp.PartialResponse(text=f"<error {exc}>"))
     return out

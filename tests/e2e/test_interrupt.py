@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from polybot.cli import main
+from polybot.tls import tls_context
 from tests.fakes.server import free_port
 
 
@@ -47,7 +48,7 @@ def wait_healthy(base: str, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.05)

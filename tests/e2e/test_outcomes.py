@@ -28,7 +28,7 @@ from tests.e2e.helpers import query
 from tests.fakes.anthropic_wire import FakeAnthropic
 from tests.fakes.gemini_wire import FakeGemini
 from tests.fakes.openai_wire import FakeOpenAI
-from tests.fakes.server import serve_in_thread
+from tests.fakes.server import poe_session, serve_in_thread
 from tests.fakes.streams import recorded
 from tests.fakes.wire import Reply, running
 
@@ -133,11 +133,12 @@ def ask(served: Served, bot: str, caplog: pytest.LogCaptureFixture) -> Answer:
 async def _ask(url: str, bot: str) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
     events: list[tuple[str, str]] = []
     try:
-        async for m in fp.stream_request(query("What is 27 * 453?"), bot, "k" * 32, base_url=url + "/",
-                                         num_tries=1):
-            raw = m.raw_response
-            assert isinstance(raw, dict)  # {"type": the SSE event name, "text": its data}
-            events.append((raw["type"], m.text))
+        async with poe_session() as session:
+            async for m in fp.stream_request(query("What is 27 * 453?"), bot, "k" * 32, base_url=url + "/",
+                                             num_tries=1, session=session):
+                raw = m.raw_response
+                assert isinstance(raw, dict)  # {"type": the SSE event name, "text": its data}
+                events.append((raw["type"], m.text))
     except fp.BotError as exc:  # BotErrorNoRetry too: the error event's JSON is the message
         return events, json.loads(str(exc))
     return events, None

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from polybot.tls import tls_context
 from tests.e2e.helpers import ask
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.server import free_port
@@ -97,7 +98,7 @@ def until(check: object, seconds: float = 15.0) -> None:
 
 def healthy(base: str) -> bool:
     try:
-        return httpx.get(base + "/healthz", timeout=1).status_code == 200
+        return httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200
     except httpx.HTTPError:
         return False
 
