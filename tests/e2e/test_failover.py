@@ -1,18 +1,22 @@
-"""Failures through the whole stack: polybot serve -> real SDKs -> fake providers -> Poe client."""
+"""Failures through the whole stack: polybot's app (served as `polybot serve` serves it, in a thread)
+-> real SDKs -> fake providers -> Poe client. tests/e2e/test_serve.py has the real process."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import fastapi_poe as fp
 import pytest
 
+from polybot.app import create_app
 from polybot.cli import main
-from tests.e2e.helpers import polybot_process, query
+from polybot.manifest import load_manifest, manifest_path
+from tests.e2e.helpers import query
 from tests.fakes.anthropic_wire import FakeAnthropic
 from tests.fakes.openai_wire import FakeOpenAI
-from tests.fakes.server import poe_session
+from tests.fakes.server import poe_session, serve_in_thread
 from tests.fakes.wire import Reply, running
 
 OPENAI_KEY = "sk-openai-never-shown-0123"
@@ -40,11 +44,22 @@ def server(tmp_path_factory: pytest.TempPathFactory, fakes: tuple[FakeOpenAI, Fa
         'provider = "openai"\ntemperature = 0.2\n\n[[fallback]]\nprovider = "anthropic"\n')
     (root / "bots" / "Sturdy" / "system.md.j2").write_text("You are sturdy.")
     assert main(["build", "--project", str(root)]) == 0
-    env = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "POE_ACCESS_KEY_STURDY": ACCESS_KEY}
-    with polybot_process("serve", project=root, env=env) as (base, output):
-        yield base
-        log = "\n".join(output)
-        assert OPENAI_KEY not in log and ANTHROPIC_KEY not in log and ACCESS_KEY not in log
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        env.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+        env.setattr("polybot.reliability.BACKOFF_BASE", 0.05)  # the real schedule, at a tenth of the pace
+        app = create_app(load_manifest(manifest_path(root)), root, environ={"POE_ACCESS_KEY_STURDY": ACCESS_KEY})
+        try:
+            with serve_in_thread(app.app) as base:
+                yield base
+        finally:
+            logging.getLogger().removeHandler(handler)
+    log = "\n".join(record.getMessage() for record in records)
+    assert OPENAI_KEY not in log and ANTHROPIC_KEY not in log and ACCESS_KEY not in log
 
 
 @pytest.fixture(autouse=True)
