@@ -1,4 +1,5 @@
-"""Ctrl-C ends `dev` (with the playground's event stream open), `serve` and `chat` within a second:
+"""Ctrl-C ends `dev` (with the playground's event stream open), `serve` (one worker or two, after answering)
+and `chat` within a second:
 exit 130, no traceback."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from polybot.cli import main
 from polybot.tls import tls_context
+from tests.e2e.helpers import ask, query
 from tests.fakes.server import free_port
 
 
@@ -79,11 +81,17 @@ def test_ctrl_c_ends_dev_with_the_playground_stream_open(project: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_ends_serve(project: Path, workers: str) -> None:
+def test_serve_answers_then_ends_on_ctrl_c(project: Path, workers: str) -> None:
     assert main(["build", "--project", str(project)]) == 0
     port = free_port()
     proc = start("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers, project=project)
-    wait_healthy(f"http://127.0.0.1:{port}", proc)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, proc)
+    for _ in range(4):  # with two workers, spread over both processes
+        assert ask(base, "Alpha", "many hands", key="k" * 32) == "many hands"
+    wrong = httpx.post(f"{base}/Alpha", json=query("hi").model_dump(), headers={"Authorization": "Bearer " + "z" * 32},
+                       verify=tls_context())
+    assert wrong.status_code == 401
     took, err = interrupt(proc)
     assert proc.returncode == 130, err
     assert took < 1.5, took

@@ -1,4 +1,5 @@
-"""`polybot serve` as a user runs it: keys, 401s, settings, parameter controls, bot info."""
+"""`polybot serve` as a user runs it: keys, 401s, settings, parameter controls, bot info.
+(`--workers 2` answering, and ending on Ctrl-C, is in tests/e2e/test_interrupt.py.)"""
 
 from __future__ import annotations
 
@@ -121,15 +122,6 @@ def test_allow_without_key_serves(project: Path) -> None:
                         environ={"POE_ACCESS_KEY_ALPHA": "", "POE_ACCESS_KEY_BRAVO": ""})
     with serve_in_thread(server.app) as base:
         assert ask(base, "Bravo", "free", key="anything-at-all-32-characters-xx") == "free"
-
-
-def test_serve_with_workers(project: Path) -> None:
-    with polybot_process("serve", "--workers", "2", project=project, env=KEYS) as (base, _):
-        for _ in range(4):
-            assert ask(base, "Bravo", "many hands", key=BRAVO_KEY) == "many hands"
-        response = httpx.post(f"{base}/Bravo", json=query("hi").model_dump(),
-                              headers={"Authorization": f"Bearer {ALPHA_KEY}"})
-        assert response.status_code == 401
 
 
 def test_oversized_request_is_refused_cleanly(server: str) -> None:
