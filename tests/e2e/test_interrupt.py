@@ -1,6 +1,5 @@
-"""Ctrl-C ends `dev` (with the playground's event stream open), `serve` (one worker or two, after answering)
-and `chat` within a second:
-exit 130, no traceback."""
+"""Ctrl-C ends `dev` (with the playground's event stream open), `serve` (one worker or two, after
+answering) and `chat` within a second: exit 130, no traceback."""
 
 from __future__ import annotations
 
