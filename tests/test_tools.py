@@ -29,14 +29,14 @@ CALLS = []
 def get_weather(city: Annotated[str, "City name, e.g. Paris"], unit: str = "C") -> dict:
     """Current weather for a city."""
     CALLS.append(call := ["get_weather", city, time.monotonic()])
-    time.sleep(0.1)
+    time.sleep(0.05)
     call.append(time.monotonic())
     return {"city": city, "temp": 21, "unit": unit}
 
 async def lookup_order(order_id: int) -> str:
     """Look up an order by its number."""
     CALLS.append(call := ["lookup_order", order_id, time.monotonic()])
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.05)
     call.append(time.monotonic())
     return f"order {order_id}: shipped"
 

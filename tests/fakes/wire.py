@@ -42,8 +42,9 @@ class Reply:
     raw: bytes | None = None
     status: int = 200
     content_type: str | None = None  # default: text/event-stream for 200, else application/json
-    #: Send `raw` in writes of this many bytes (events split mid-line, as TCP may deliver them).
-    piece: int | None = None
+    #: Send `raw` cut where a parser must join the pieces: every line in two halves (a multi-byte
+    #: character may be split too) and every CRLF between its CR and LF, as TCP may deliver them.
+    cut: bool = False
 
 
 @dataclass
@@ -125,16 +126,29 @@ def replay(reply: Reply) -> Response:
     assert raw is not None
     default = "text/event-stream; charset=utf-8" if reply.status == 200 else "application/json"
     headers = {"content-type": reply.content_type or default}
-    if not reply.piece:
+    if not reply.cut:
         return Response(raw, status_code=reply.status, headers=headers)
-    size = reply.piece
 
     async def pieces() -> AsyncIterator[bytes]:
-        for start in range(0, len(raw), size):
-            yield raw[start:start + size]
-            await asyncio.sleep(0.001)  # let each piece leave on its own
+        for piece in cut_lines(raw):
+            yield piece
+            await asyncio.sleep(0.001)  # let each piece leave, and be read, on its own
 
     return StreamingResponse(pieces(), status_code=reply.status, headers=headers)
+
+
+def cut_lines(raw: bytes) -> list[bytes]:
+    """`raw` cut in the middle of every line, before every blank line's LF (between the two of an
+    event's end) and between the CR and LF of every CRLF."""
+    offsets, start = [], 0
+    for line in raw.splitlines(keepends=True):
+        text = len(line.rstrip(b"\r\n"))
+        offsets.append(start + text // 2)
+        if line.endswith(b"\r\n"):
+            offsets.append(start + text + 1)
+        start += len(line)
+    bounds = [0, *sorted({o for o in offsets if 0 < o < len(raw)}), len(raw)]
+    return [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

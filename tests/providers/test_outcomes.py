@@ -154,13 +154,13 @@ def ask() -> ChatRequest:
     return ChatRequest(model="model-x", system="Be brief.", messages=(Message("user", "What is 27 * 453?"),))
 
 
-@pytest.mark.parametrize("piece", [None, 7], ids=["whole", "7-byte writes"])
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut mid-line"])
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-async def test_recorded_stream_maps_onto_its_outcome(case: Case, piece: int | None,
+async def test_recorded_stream_maps_onto_its_outcome(case: Case, cut: bool,
                                                      harnesses: dict[str, Harness]) -> None:
     """The same result whether the body arrives whole or cut mid-line (mid-CRLF for Gemini)."""
     h = harnesses[case.kind]
-    h.fake.push(recorded(case.stream, case.status, piece))
+    h.fake.push(recorded(case.stream, case.status, cut))
     usage = Usage()
     chunks: list[object] = []
     failure: ProviderError | None = None

@@ -77,7 +77,7 @@ def load(name: str) -> bytes:
     return (HERE / name).read_bytes()
 
 
-def recorded(name: str, status: int = 200, piece: int | None = None) -> Reply:
-    """A Reply that serves `name` byte for byte (an error body when `status` is not 200), in
-    writes of `piece` bytes when given."""
-    return Reply(raw=load(name), status=status, piece=piece)
+def recorded(name: str, status: int = 200, cut: bool = False) -> Reply:
+    """A Reply that serves `name` byte for byte (an error body when `status` is not 200), cut
+    mid-line when `cut` (see `wire.cut_lines`)."""
+    return Reply(raw=load(name), status=status, cut=cut)
