@@ -50,8 +50,18 @@ def _rank(item: pytest.Item) -> int:
     return next((i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix)), len(SLOW_FIRST))
 
 
+# Modules whose module-scoped fixtures start a process or a browser: one worker runs each of them
+# whole (`--dist loadgroup`), or every worker that takes one of its tests starts its own.
+ONE_WORKER = ("tests/e2e/test_playground_page.py", "tests/e2e/test_playground.py", "tests/e2e/test_csrf.py",
+              "tests/e2e/test_serve.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_rank)
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module in ONE_WORKER:
+            item.add_marker(pytest.mark.xdist_group(module))
 
 
 # The garbage collector keeps walking every object the imports and the collected tests made (~300k
