@@ -28,13 +28,14 @@ def run_suite(root: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds, pytest's last line) of one run of the suite in `root`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env,
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider"], cwd=root, env=env,
                           capture_output=True, text=True)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = done.stdout.strip().splitlines()
-    return wall, cpu, lines[-1] if lines else f"exit {done.returncode}"
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    return wall, cpu, "; ".join([lines[-1] if lines else f"exit {done.returncode}", *failed])
 
 
 def main() -> int:

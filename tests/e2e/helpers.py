@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -96,3 +97,9 @@ def new_page(browser: Any, **options: Any) -> Iterator[Any]:
         yield context.new_page()
     finally:
         context.close()
+
+
+def default_sigint() -> None:
+    """For Popen's preexec_fn: Ctrl-C as a terminal sends it, even when this run of the tests was
+    started with SIGINT ignored (a shell's `cmd &`), which children would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

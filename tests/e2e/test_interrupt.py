@@ -16,7 +16,7 @@ import pytest
 
 from polybot.cli import main
 from polybot.tls import tls_context
-from tests.e2e.helpers import ask, query
+from tests.e2e.helpers import ask, default_sigint, query
 from tests.fakes.server import free_port
 
 
@@ -31,6 +31,7 @@ def project(tmp_path: Path) -> Path:
 def start(*args: str, project: Path, **extra: object) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "POE_ACCESS_KEY_ALPHA": "k" * 32}
     return subprocess.Popen([sys.executable, "-m", "polybot", *args, "--project", str(project)], env=env, text=True,
+                            preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **extra)  # type: ignore[call-overload]
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from polybot.tls import tls_context
-from tests.e2e.helpers import ask
+from tests.e2e.helpers import ask, default_sigint
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.server import free_port
 from tests.fakes.wire import Reply, running
@@ -73,6 +73,7 @@ class User:
 
     def start(self, line: str, **extra: object) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
         proc = subprocess.Popen(["/bin/sh", "-c", f"exec {line}"], cwd=self.cwd, env=self.env, text=True,
+                                preexec_fn=default_sigint,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **extra)  # type: ignore[call-overload]
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(ln.rstrip("\n") for ln in proc.stdout), daemon=True)
