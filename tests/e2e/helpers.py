@@ -42,6 +42,15 @@ def ask(base_url: str, bot: str, text: str, key: str = "x" * 32) -> str:
     return asyncio.run(ask_async(base_url, bot, text, key))[0]
 
 
+def healthy(base: str) -> bool:
+    """Whether the polybot at `base` answers /healthz (on the shared TLS context: a client of its
+    own per poll would load the CA bundle each time)."""
+    try:
+        return httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextmanager
 def polybot_process(*args: str, project: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
     """Start `polybot <args> --port P --project DIR`; yield its base URL (once /healthz answers)
@@ -69,11 +78,8 @@ def polybot_process(*args: str, project: Path, env: dict[str, str] | None = None
             if proc.poll() is not None:
                 reader.join(timeout=2)
                 raise RuntimeError("polybot exited early:\n" + "\n".join(lines))
-            try:
-                if httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if healthy(base):
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError("polybot did not start")
             time.sleep(0.05)

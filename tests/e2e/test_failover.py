@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from logging.handlers import BufferingHandler
 
 import fastapi_poe as fp
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from polybot.app import create_app
 from polybot.cli import main
 from polybot.manifest import load_manifest, manifest_path
+from polybot.replylog import LOGGER
 from tests.e2e.helpers import query
 from tests.fakes.anthropic_wire import FakeAnthropic
 from tests.fakes.openai_wire import FakeOpenAI
@@ -44,10 +46,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, fakes: tuple[FakeOpenAI, Fa
         'provider = "openai"\ntemperature = 0.2\n\n[[fallback]]\nprovider = "anthropic"\n')
     (root / "bots" / "Sturdy" / "system.md.j2").write_text("You are sturdy.")
     assert main(["build", "--project", str(root)]) == 0
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = BufferingHandler(capacity=1_000_000)  # every record the module's requests log
     logging.getLogger().addHandler(handler)
+    replies = logging.getLogger(LOGGER)
+    level = replies.level
+    replies.setLevel(logging.INFO)  # the reply log as `polybot serve` writes it
     with pytest.MonkeyPatch.context() as env:
         env.setenv("OPENAI_API_KEY", OPENAI_KEY)
         env.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
@@ -58,7 +61,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, fakes: tuple[FakeOpenAI, Fa
                 yield base
         finally:
             logging.getLogger().removeHandler(handler)
-    log = "\n".join(record.getMessage() for record in records)
+            replies.setLevel(level)
+    assert sum(record.name == LOGGER for record in handler.buffer) >= 7  # one line per reply, each read below
+    log = "\n".join(record.getMessage() for record in handler.buffer)
     assert OPENAI_KEY not in log and ANTHROPIC_KEY not in log and ACCESS_KEY not in log
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from polybot.cli import main
 from polybot.tls import tls_context
-from tests.e2e.helpers import ask, default_sigint, query
+from tests.e2e.helpers import ask, default_sigint, healthy, query
 from tests.fakes.server import free_port
 
 
@@ -49,11 +49,9 @@ def interrupt(proc: subprocess.Popen[str]) -> tuple[float, str]:
 def wait_healthy(base: str, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
+        if healthy(base):
+            return
+        time.sleep(0.05)
     raise AssertionError("did not start")
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from polybot.tls import tls_context
-from tests.e2e.helpers import ask, default_sigint
+from tests.e2e.helpers import ask, default_sigint, healthy
 from tests.fakes.openai_wire import FakeOpenAI
 from tests.fakes.server import free_port
 from tests.fakes.wire import Reply, running
@@ -95,13 +94,6 @@ def until(check: object, seconds: float = 15.0) -> None:
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(base + "/healthz", timeout=1, verify=tls_context()).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def interrupt(proc: subprocess.Popen[str]) -> float:

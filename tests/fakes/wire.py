@@ -7,6 +7,7 @@ renders a `Reply` as that provider's streaming wire format. Tests drive the real
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -148,7 +149,7 @@ def cut_lines(raw: bytes) -> list[bytes]:
             offsets.append(start + text + 1)
         start += len(line)
     bounds = [0, *sorted({o for o in offsets if 0 < o < len(raw)}), len(raw)]
-    return [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [raw[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def sse(data: Any, event: str | None = None) -> bytes:
