@@ -135,6 +135,8 @@ class Compiler:
             hash=checked.bot.digest,
             openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
             judge=config.test.judge,
+            limits=config.limits,
+            cache=config.cache,
         )
 
     def assemble_manifest(self, project: Project, specs: dict[str, BotSpec]) -> Manifest:
@@ -144,6 +146,7 @@ class Compiler:
             providers={name: project.providers[name] for name in sorted(used)},
             shared_templates=self._shared_in_use(specs),
             bots=specs,
+            settings=project.settings,
         )
 
     def _shared_in_use(self, specs: dict[str, BotSpec]) -> dict[str, str]:

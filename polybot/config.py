@@ -131,6 +131,60 @@ class TestSettings(_Strict):
     judge: str | None = None
 
 
+class LogsSettings(_Strict):
+    """`[logs]` (polybot.toml): the reply store, one row per reply (docs/logs.md)."""
+
+    #: Keep a reply store at all (SQLite at `path`, relative to the project root).
+    enabled: bool = True
+    path: str = ".polybot/logs.db"
+    #: Store message text (the user's last message and the reply); unset: on in `dev`, off in `serve`.
+    content: bool | None = None
+    #: Retention: the newest `max_rows` rows, none older than `max_days`.
+    max_rows: int = Field(default=100_000, gt=0)
+    max_days: float = Field(default=30, gt=0)
+
+
+class ModelPrice(_Strict):
+    """One `[limits.prices."<provider>/<model>"]` override: USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class LimitsSettings(_Strict):
+    """`[limits]` (polybot.toml for the project's defaults, bot.toml for one bot): caps per user, bot
+    and project (docs/limits.md). Unset: no limit."""
+
+    #: Per user (Poe `user_id`; on /v1 the API key or the `user` field).
+    user_requests_per_minute: int | None = Field(default=None, gt=0)
+    user_tokens_per_day: int | None = Field(default=None, gt=0)
+    #: USD per UTC day, for this bot (bot.toml or the project default for every bot) and the whole project.
+    bot_spend_per_day: float | None = Field(default=None, ge=0)
+    project_spend_per_day: float | None = Field(default=None, ge=0)
+    #: Share counters across workers and replicas (POLYBOT_REDIS_URL wins); when Redis is down:
+    #: "open" answers (logged once), "closed" refuses.
+    redis: str | None = None
+    on_redis_down: Literal["open", "closed"] = "open"
+    #: Price overrides by "provider/model" (else the maintained price table).
+    prices: dict[str, ModelPrice] = {}
+
+
+class CacheSettings(_Strict):
+    """`[cache]`: an exact-match response cache for deterministic requests (docs/limits.md)."""
+
+    enabled: bool = False
+    ttl: float = Field(default=3600, gt=0)  # seconds
+
+
+class ProjectSettings(_Strict):
+    """polybot.toml: project-wide settings for operating the fleet."""
+
+    logs: LogsSettings = LogsSettings()
+    limits: LimitsSettings = LimitsSettings()
+    cache: CacheSettings = CacheSettings()
+
+
 class BotConfig(_Strict):
     """A bot's bot.toml."""
 
@@ -154,6 +208,9 @@ class BotConfig(_Strict):
     parameter_controls: dict[str, Any] | None = None
     openai_api: OpenAIApiConfig = OpenAIApiConfig()
     test: TestSettings = TestSettings()
+    #: This bot's own caps and cache, over polybot.toml's (docs/limits.md).
+    limits: LimitsSettings | None = None
+    cache: CacheSettings | None = None
 
 
 def default_access_key_env(bot_name: str) -> str:
@@ -226,6 +283,23 @@ def load_providers(root: Path, kinds: Sequence[str]) -> tuple[dict[str, Provider
         if config is not None:
             providers[name] = config
     return providers, problems
+
+
+#: The project-wide settings file (optional).
+SETTINGS_FILE = "polybot.toml"
+
+
+def load_settings(root: Path) -> tuple[ProjectSettings, str, list[Problem]]:
+    """polybot.toml (defaults when absent): the settings, the file's text (for digests) and its problems."""
+    path = root / SETTINGS_FILE
+    if not path.is_file():
+        return ProjectSettings(), "", []
+    text = path.read_text("utf-8")
+    data, problems = parse_toml(text, SETTINGS_FILE)
+    if data is None:
+        return ProjectSettings(), text, problems
+    settings, problems = validate_model(ProjectSettings, data, text, SETTINGS_FILE)
+    return settings or ProjectSettings(), text, problems
 
 
 # --- turning pydantic errors into `path:line: message` ---------------------------------------

@@ -7,14 +7,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from polybot.config import Fallback, PoeConfig, ProviderConfig, plain_errors
+from polybot.config import (
+    CacheSettings,
+    Fallback,
+    LimitsSettings,
+    PoeConfig,
+    ProjectSettings,
+    ProviderConfig,
+    plain_errors,
+)
 from polybot.errors import PolybotError, Problem
 from polybot.providers import known_kinds
 from polybot.version import __version__
 
-FORMAT = 8  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 9  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
-SCHEMA_DIGEST = "4a65a268a91a6164"
+SCHEMA_DIGEST = "38fa02a236a67190"
 
 
 class BotSpec(BaseModel):
@@ -45,6 +53,9 @@ class BotSpec(BaseModel):
     #: The variable holding the key of this bot on the OpenAI-compatible endpoint (SPEC §9).
     openai_api_key_env: str = "POLYBOT_API_KEY"
     judge: str | None = None  # [test] judge: the bot that grades `judge` checks
+    #: bot.toml's own [limits] and [cache], over the project's (Manifest.settings).
+    limits: LimitsSettings | None = None
+    cache: CacheSettings | None = None
 
     def metadata(self) -> dict[str, str]:
         """What `bot info` shows and templates see as `bot`: no secrets, nothing internal."""
@@ -67,6 +78,7 @@ class Manifest(BaseModel):
     providers: dict[str, ProviderConfig]
     shared_templates: dict[str, str]
     bots: dict[str, BotSpec]
+    settings: ProjectSettings = ProjectSettings()  # polybot.toml
 
     def dumps(self) -> bytes:
         """Byte-identical for identical content: field order is fixed by the models, bots and

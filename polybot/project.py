@@ -9,7 +9,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polybot.config import ProviderConfig, load_providers
+from polybot.config import ProjectSettings, ProviderConfig, load_providers, load_settings
 from polybot.errors import Problem
 
 #: Poe's rule for bot names: 4-20 letters, digits, '-', '_' or '.'.
@@ -55,8 +55,9 @@ class Project:
     providers: dict[str, ProviderConfig]
     problems: list[Problem]  # providers.toml, and links that lead outside the project
     shared: dict[str, str]  # bots/_shared/*.j2
-    digest: str  # of providers.toml and bots/_shared/, which every bot depends on
+    digest: str  # of providers.toml, polybot.toml and bots/_shared/, which every bot depends on
     bots: list[BotFiles]
+    settings: ProjectSettings = field(default_factory=ProjectSettings)  # polybot.toml
 
 
 def read_project(root: Path) -> Project:
@@ -64,13 +65,14 @@ def read_project(root: Path) -> Project:
     from polybot.providers import known_kinds  # each providers.toml `kind` must be a registered one
 
     providers, problems = load_providers(root, known_kinds())
-    problems += outside_links(root)
+    settings, settings_text, found = load_settings(root)
+    problems += found + outside_links(root)
     shared = read_templates(root / "bots" / SHARED_DIR, root)
     providers_file = root / "providers.toml"
-    project_digest = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "",
+    project_digest = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "", settings_text,
                             *(f"{k}\0{v}" for k, v in sorted(shared.items())))
     bots = [read_bot(folder, root, project_digest) for folder in find_bots(root)]
-    return Project(root, providers, problems, shared, project_digest, bots)
+    return Project(root, providers, problems, shared, project_digest, bots, settings)
 
 
 def read_bot(folder: BotFolder, root: Path, project_digest: str) -> BotFiles:
@@ -146,7 +148,7 @@ def outside_links(root: Path) -> list[Problem]:
     /proc/self/environ would put secrets there.
     """
     root_r = root.resolve()
-    candidates = [root / "providers.toml"]
+    candidates = [root / "providers.toml", root / "polybot.toml"]
     bots = root / "bots"
     if bots.is_dir():
         for dirpath, dirnames, filenames in os.walk(bots):  # never descends into linked folders
