@@ -16,10 +16,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import get_args
+from typing import Any, get_args
 
 import fastapi_poe as fp
 from fastapi_poe.types import ErrorType
@@ -319,8 +319,13 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             info.failures = [f.message for f in failures]
             if failures:
                 info.status, info.retry_after = failures[-1].status, failures[-1].retry_after
-        # `reply` carries the fields for formatters (dev's readable line); the message is the JSON line.
-        log.info("%s", json.dumps(record), extra={"reply": record})
+        emit_reply(record)
+
+
+def emit_reply(record: Mapping[str, Any]) -> None:
+    """Log one reply's record on `polybot.reply`: every reply, whatever answered it, goes through here.
+    `reply` carries the fields for formatters (dev's readable line); the message is the JSON line."""
+    log.info("%s", json.dumps(record), extra={"reply": record})
 
 
 def _event(chunk: Chunk, quote: _Quote, show_thinking: bool, replacing: bool) -> Event | None:
