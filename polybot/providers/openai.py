@@ -149,7 +149,9 @@ class OpenAIProvider(Provider):
                         # error object ({"object": "error", "message": ...}).
                         detail = self._detail_of(chunk) or "error event"
                         raise ProviderError(f"{self.name} failed mid-stream: {detail}", retryable=True)
-                    reported = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+                    reported = chunk.get("usage")
+                    if reported is None and "x_groq" in chunk:  # Groq: usage under x_groq
+                        reported = (chunk["x_groq"] or {}).get("usage")
                     if reported is not None:
                         _fill_usage(usage, reported)
                     # Compatible servers may send null choices or deltas (e.g. Azure filter chunks).
