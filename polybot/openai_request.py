@@ -9,30 +9,19 @@ message whose role is not a string, `tool_calls` that are not calls, or JSON nes
 from __future__ import annotations
 
 import json
-import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse
 
+from polybot.errors import shown
+
 #: Deeper JSON than this is refused (a request needs ~10 levels; a tool's schema a few more).
 MAX_DEPTH = 64
 
 #: Roles OpenAI's Chat Completions API takes.
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-
-_short = reprlib.Repr()
-_short.maxstring = 60
-_short.maxother = 60
-_short.maxlevel = 2
-_short.maxlist = _short.maxdict = 4
-
-
-def shown(value: object) -> str:
-    """`value` as `!r` would show it, shortened (and bounded however deep it nests)."""
-    return _short.repr(value)
-
 
 class ApiError(Exception):
     """An OpenAI error object with its HTTP status (and headers such as Retry-After)."""
