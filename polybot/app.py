@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polybot.bot import PolyPoeBot
 from polybot.config import plain_errors
-from polybot.errors import PolybotError
+from polybot.errors import PolybotError, shown
 from polybot.manifest import Manifest
 from polybot.poe_sse import QUERY_SCOPE_KEY, PoeStream
 from polybot.runtime import Runtime, runtimes_from_manifest
@@ -119,8 +119,8 @@ def poe_body_problem(body: bytes) -> str | None:
 def parse_poe_body(body: bytes) -> tuple[BaseModel | None, str | None]:
     """(the Poe request in `body`, None), or (None, why it is not one fastapi_poe can take).
 
-    Both are None for a request type fastapi_poe does not know (it answers 501 itself). The
-    request's key fields are empty: fastapi_poe fills them from the bot, not from the body.
+    The request's key fields are empty: fastapi_poe fills them from the bot, not from the body.
+    Every problem names the field and shows the value received.
     """
     try:
         data = json.loads(body)
@@ -129,16 +129,16 @@ def parse_poe_body(body: bytes) -> tuple[BaseModel | None, str | None]:
     if not isinstance(data, dict):
         return None, f"request body must be a JSON object, got {type(data).__name__}"
     kind = data.get("type")
-    if not isinstance(kind, str):
-        return None, f"request body needs \"type\" (one of {', '.join(POE_REQUESTS)}), got {kind!r}"
-    model = getattr(fp, POE_REQUESTS.get(kind, ""), None)
+    model = getattr(fp, POE_REQUESTS.get(kind, ""), None) if isinstance(kind, str) else None
     if model is None:
-        return None, None
+        return None, f"type: expected one of {', '.join(POE_REQUESTS)}, got {shown(kind)}"
     try:
         return model.model_validate({**data, "access_key": "", "api_key": ""}), None
     except ValidationError as exc:
-        where, message = plain_errors(exc, "body")[0]
-        return None, f"invalid {kind} request: {where}: {message}"
+        error = exc.errors()[0]
+        where = plain_errors(exc, "body")[0][0]
+        received = "" if error["type"] == "missing" else f", got {shown(error['input'])}"
+        return None, f"invalid {kind} request: {where}: {error['msg']}{received}"
     except (ValueError, TypeError, RecursionError) as exc:
         return None, f"invalid {kind} request: {type(exc).__name__}"
 

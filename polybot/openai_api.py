@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import fastapi_poe as fp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from polybot.config import plain_errors
 from polybot.conversation import query_request
+from polybot.openai_request import ApiError, ChatCompletionRequest, parse_request
 from polybot.reliability import TRUNCATED_NOTICE, ReplyInfo
 
 if TYPE_CHECKING:
@@ -73,42 +73,6 @@ KEEP_ALIVE = 15.0
 FINISH_REASONS = {"ok": "stop", "truncated": "length", "refused": "content_filter", "tool_call": "tool_calls"}
 
 
-class ApiError(Exception):
-    """An OpenAI error object with its HTTP status (and headers such as Retry-After)."""
-
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-        self.headers = dict(headers or {})
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
-
-
-class ChatCompletionRequest(BaseModel):
-    """The body of POST /v1/chat/completions. Other fields are kept: a bot's `[[controls]]`
-    values arrive as extra fields; OpenAI options polybot does not use are ignored."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)
-    stop: str | list[str] | None = None
-    n: int | None = Field(None, ge=1)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    user: str | None = None
-
-
 def mount_openai(server: BotServer, *, open_without_key: bool) -> OpenAIEndpoint:
     """Serve /v1/chat/completions and /v1/models on `server`'s app.
 
@@ -124,6 +88,10 @@ def mount_openai(server: BotServer, *, open_without_key: bool) -> OpenAIEndpoint
     endpoint = OpenAIEndpoint(server, open_without_key=open_without_key)
     server.app.add_route("/v1/chat/completions", endpoint.chat_completions, methods=["POST"])
     server.app.add_route("/v1/models", endpoint.models, methods=["GET"])
+    server.app.add_route("/v1/models/{model:path}", endpoint.model, methods=["GET"])
+    # Last: any other path or method under /v1 gets OpenAI's error shape, not Starlette's text.
+    server.app.add_route("/v1/{rest:path}", endpoint.unknown,
+                         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     return endpoint
 
 
@@ -156,10 +124,29 @@ class OpenAIEndpoint:
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": self.created, "owned_by": "polybot"} for name in names]})
 
+    async def model(self, request: Request) -> Response:
+        """GET /v1/models/{model}: one bot, as `client.models.retrieve()` reads it."""
+        token = _bearer(request)
+        try:
+            runtime = self._authorize(token, request.path_params["model"])
+        except ApiError as exc:
+            return exc.response()
+        return JSONResponse({"id": runtime.spec.name, "object": "model", "created": self.created,
+                             "owned_by": "polybot"})
+
+    async def unknown(self, request: Request) -> Response:
+        path = request.url.path
+        if path in ("/v1/chat/completions", "/v1/models") or path.startswith("/v1/models/"):
+            allowed = "POST" if path == "/v1/chat/completions" else "GET"
+            return ApiError(405, f"{request.method} is not allowed on {path}: send {allowed}",
+                            headers={"allow": allowed}).response()
+        return ApiError(404, f"Unknown request URL: {request.method} {path}. polybot serves POST "
+                        "/v1/chat/completions and GET /v1/models.", code="unknown_url").response()
+
     async def chat_completions(self, request: Request) -> Response:
         token = _bearer(request)
         try:
-            body = _parse(await request.body())
+            body = parse_request(await request.body())
         except ApiError as exc:
             # Only a client with a key learns what is wrong with its request.
             opened = any(self._opens(name, token) for name in self.server.bots)
@@ -221,18 +208,6 @@ def _bearer(request: Request) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
-
-
-def _parse(raw: bytes) -> ChatCompletionRequest:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "We could not parse the JSON body of your request: expected a JSON object.") from None
-    try:
-        return ChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        where, message = plain_errors(exc)[0]
-        raise ApiError(400, f"{where}: {message}" if where else message, param=where or None) from None
 
 
 # --- OpenAI request -> Poe query ------------------------------------------------------------------

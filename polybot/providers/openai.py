@@ -20,7 +20,6 @@ from polybot.providers.base import (
     ProviderError,
     Refused,
     Thinking,
-    ToolCall,
     Usage,
     cause_name,
     parse_retry_after,
@@ -30,6 +29,7 @@ from polybot.providers.base import (
     without_images,
 )
 from polybot.providers.models import model_info
+from polybot.providers.tool_deltas import ToolCallDeltas
 from polybot.tls import tls_context
 
 if TYPE_CHECKING:
@@ -127,14 +127,14 @@ class OpenAIProvider(Provider):
         extra.update(body.get("extra_body") or {})
         refusal: list[str] = []
         text: list[str] = []
-        calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        calls = ToolCallDeltas()
         finish: str | None = None
+        done = False
         try:
             # The SDK builds the request, authenticates and raises status errors; the body is read
             # raw, one JSON value per event instead of a pydantic model per chunk.
             async with client.chat.completions.with_streaming_response.create(
                     model=body["model"], messages=[], stream=True, extra_body=extra) as response:
-                done = False
                 async for _, data in sse.events(response.http_response.aiter_bytes()):
                     if done:
                         continue  # read to the end, so the connection goes back to the pool
@@ -144,10 +144,14 @@ class OpenAIProvider(Provider):
                     chunk = sse.loads(data)
                     if not isinstance(chunk, dict):
                         continue
-                    if chunk.get("error"):
-                        raise ProviderError(f"{self.name} failed mid-stream: "
-                                            f"{self._detail_of(chunk['error']) or 'error event'}", retryable=True)
+                    if chunk.get("error") or chunk.get("object") == "error":
+                        # {"error": ...} in a 200 stream (OpenAI, OpenRouter, Ollama); vLLM's own
+                        # error object ({"object": "error", "message": ...}).
+                        detail = self._detail_of(chunk) or "error event"
+                        raise ProviderError(f"{self.name} failed mid-stream: {detail}", retryable=True)
                     reported = chunk.get("usage")
+                    if reported is None and "x_groq" in chunk:  # Groq: usage under x_groq
+                        reported = (chunk["x_groq"] or {}).get("usage")
                     if reported is not None:
                         _fill_usage(usage, reported)
                     # Compatible servers may send null choices or deltas (e.g. Azure filter chunks).
@@ -158,18 +162,13 @@ class OpenAIProvider(Provider):
                             if thinking and isinstance(thinking, str):
                                 yield Thinking(thinking)
                             content = delta.get("content")
-                            if content:
+                            if content and isinstance(content, str):
                                 text.append(content)
                                 yield content
                             if delta.get("refusal"):
-                                refusal.append(delta["refusal"])
+                                refusal.append(str(delta["refusal"]))
                             for call in delta.get("tool_calls") or ():
-                                entry = calls.setdefault(call.get("index"), ["", "", ""])
-                                entry[0] = call.get("id") or entry[0]
-                                function = call.get("function")
-                                if function is not None:
-                                    entry[1] = function.get("name") or entry[1]
-                                    entry[2] += function.get("arguments") or ""
+                                calls.add(call)
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
         except openai.APIStatusError as exc:
@@ -193,25 +192,37 @@ class OpenAIProvider(Provider):
         except openai.APIError as exc:  # an {"error": ...} event inside a 200 stream
             raise ProviderError(f"{self.name} failed mid-stream: {self._detail(exc) or 'error event'}",
                                 retryable=True) from None
-        except ValueError:  # an event that is not JSON
+        except (ValueError, AttributeError, TypeError):  # an event that is not JSON, or not a chunk's shape
             raise ProviderError(f"{self.name} sent a malformed stream", retryable=True) from None
         except _http_errors("TransportError") as exc:  # older SDKs let mid-stream transport errors through
             raise ProviderError(f"{self.name} connection failed: {type(exc).__name__}", retryable=True) from None
-        usage.finish_reason = finish
+        usage.finish_reason = finish if isinstance(finish, str) else None
         if refusal:
             raise Refused(self.name, "".join(refusal)[:300])
-        if finish is None:
-            # The SDK ends quietly when the body ends without [DONE]: never pass on a cut reply.
-            raise ProviderError(f"{self.name} ended the stream before finishing the reply", retryable=True)
+        self._outcome(finish, done, calls, "".join(text), usage)
+
+    def _outcome(self, finish: object, done: bool, calls: ToolCallDeltas, text: str, usage: Usage) -> None:
+        """How the reply ended, from its finish reason; without one, from how the stream ended."""
+        if not finish:
+            if not done:
+                # The SDK ends quietly when the body ends without [DONE]: never pass on a cut reply.
+                raise ProviderError(f"{self.name} ended the stream before finishing the reply", retryable=True)
+            # [DONE] ends the stream cleanly, though many compatible servers (OpenRouter, older
+            # Ollama) never name a finish reason: it stopped, or it asked for the tools it named.
+            if calls and not calls.complete():
+                raise ProviderError(f"{self.name} ended the stream in the middle of a tool call", retryable=True)
+            finish = "tool_calls" if calls else "stop"
+        if finish == "error":  # OpenRouter: the model failed mid-reply (an error object, when sent, came first)
+            raise ProviderError(f"{self.name} failed mid-stream: the reply ended in an error", retryable=True)
         if finish == "content_filter":
             raise Refused(self.name, "its content filter stopped the reply")
         if finish == "length":
             usage.outcome = "truncated"
         elif finish in ("tool_calls", "function_call") or (calls and finish == "stop"):
             usage.outcome = "tool_call"
-            usage.calls = [ToolCall(c[0] or f"call_{i}", c[1], c[2]) for i, c in sorted(calls.items())]
+            usage.calls = calls.tool_calls()
             usage.tool_calls = [c.name for c in usage.calls]
-            usage.turn = Message("assistant", "".join(text), tool_calls=tuple(usage.calls))
+            usage.turn = Message("assistant", text, tool_calls=tuple(usage.calls))
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat.completions.create() arguments for `request`, with this model's rules applied."""
@@ -307,14 +318,16 @@ def _image_url(url: str, content_type: str, data: bytes | None) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _fill_usage(usage: Usage, reported: dict[str, Any]) -> None:
+def _fill_usage(usage: Usage, reported: Any) -> None:
+    if not isinstance(reported, dict):
+        return
     usage.input_tokens = reported.get("prompt_tokens")
     usage.output_tokens = reported.get("completion_tokens")
     completion = reported.get("completion_tokens_details")
-    if completion is not None and completion.get("reasoning_tokens") is not None:
+    if isinstance(completion, dict) and completion.get("reasoning_tokens") is not None:
         usage.reasoning_tokens = completion["reasoning_tokens"]
     prompt = reported.get("prompt_tokens_details")
-    if prompt is not None and prompt.get("cached_tokens") is not None:
+    if isinstance(prompt, dict) and prompt.get("cached_tokens") is not None:
         usage.cached_tokens = prompt["cached_tokens"]
 
 

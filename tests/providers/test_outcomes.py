@@ -35,6 +35,7 @@ class Case:
     usage: dict[str, Any] = field(default_factory=dict)  # expected Usage fields
     refused: str | None = None  # Refused, with this message
     error_type: str | None = None  # ProviderError (not Refused), with this Poe error_type
+    failed: str | None = None  # a retryable ProviderError, with this message
     status: int = 200
 
 
@@ -123,6 +124,37 @@ CASES = {
         thinking=["Okay", ", 9.11 versus 9.8.", "\n9.8 is 9.80, and 80 > 11."],
         usage={"finish_reason": "stop", "outcome": "ok", "input_tokens": 18, "output_tokens": 40,
                "reasoning_tokens": 31, "cached_tokens": 0}),
+    # --- OpenAI-compatible servers (docs/providers.md) -------------------------------------------
+    "openrouter tool call, [DONE] without a finish reason": Case(
+        "openai", "openrouter_tool_call_no_finish.sse",
+        text=["I'll", " check", " the", " weather", " in", " Florence", ",", " Italy", "."],
+        usage={"finish_reason": None, "outcome": "tool_call", "tool_calls": ["weather"], "input_tokens": 68,
+               "output_tokens": 31, "cached_tokens": 0, "reasoning_tokens": 0}),
+    "openrouter delta.reasoning, [DONE] without a finish reason": Case(
+        "openai", "openrouter_reasoning_no_finish.sse", text=["Hello", "!", " How", " can", " I", " help", "?"],
+        thinking=["The", " user", " wants", " a", " greeting", "."],
+        usage={"finish_reason": None, "outcome": "ok", "input_tokens": 12, "output_tokens": 20,
+               "reasoning_tokens": 6}),
+    "openrouter error event mid-stream": Case(
+        "openai", "openrouter_midstream_error.sse", text=["The", " tallest"],
+        failed="openai failed mid-stream: Provider disconnected unexpectedly"),
+    "groq usage in x_groq": Case(
+        "openai", "groq_x_groq_usage.sse", text=["Fast", " inference", " matters", "."],
+        usage={"finish_reason": "stop", "outcome": "ok", "input_tokens": 43, "output_tokens": 5}),
+    "ollama tool call without index, finish_reason stop": Case(
+        "openai", "ollama_tool_call.sse",
+        usage={"finish_reason": "stop", "outcome": "tool_call", "tool_calls": ["get_weather"]}),
+    "vllm reasoning_content and a tool call": Case(
+        "openai", "vllm_tool_call.sse", thinking=["The", " user", " asks", " for", " weather", "."],
+        usage={"finish_reason": "tool_calls", "outcome": "tool_call", "tool_calls": ["get_weather"],
+               "input_tokens": 160, "output_tokens": 30}),
+    "vllm error object in a 200 stream": Case(
+        "openai", "vllm_error_event.sse",
+        failed="openai failed mid-stream: The decoder prompt (length 9000) is longer than the maximum model "
+               "length of 8192."),
+    "deepseek keep-alive comments": Case(
+        "openai", "deepseek_keep_alive.sse", text=["Hi", " there"],
+        usage={"finish_reason": "stop", "outcome": "ok", "input_tokens": 9, "output_tokens": 2}),
     # --- context overflow ----------------------------------------------------------------------
     "openai 400 context_length_exceeded": Case(
         "openai", "openai_context_length_exceeded.json", status=400, error_type="user_message_too_long"),
@@ -180,6 +212,9 @@ async def test_recorded_stream_maps_onto_its_outcome(case: Case, cut: bool,
     elif case.error_type is not None:
         assert failure is not None and not isinstance(failure, Refused)
         assert (failure.status, failure.error_type, failure.retryable) == (case.status, case.error_type, False)
+    elif case.failed is not None:
+        assert failure is not None and not isinstance(failure, Refused)
+        assert (failure.message, failure.retryable) == (case.failed, True)
     else:
         assert failure is None, failure.message
     for name, value in case.usage.items():

@@ -54,6 +54,35 @@ SOURCES: dict[str, str] = {
                               "before delta.content; usage with prompt_cache_hit_tokens and reasoning_tokens)",
     "openai_context_length_exceeded.json": "shape: https://platform.openai.com/docs/guides/error-codes "
                                            "(400 invalid_request_error, code context_length_exceeded)",
+    # OpenAI-compatible servers (docs/providers.md, "Compatible servers")
+    "openrouter_tool_call_no_finish.sse": "shape: https://github.com/charmbracelet/fantasy/blob/main/providertests/"
+                                          "testdata/TestOpenRouterCommon/kimi-k2/tool_streaming.yaml (a recorded "
+                                          "OpenRouter stream: provider, native_finish_reason, tool-call deltas, "
+                                          "usage chunk with cost) with finish_reason null throughout, and the "
+                                          "': OPENROUTER PROCESSING' comments of https://openrouter.ai/docs/api/"
+                                          "reference/streaming",
+    "openrouter_reasoning_no_finish.sse": "shape: https://github.com/charmbracelet/fantasy/blob/main/providertests/"
+                                          "testdata/TestOpenRouterThinking/glm-4.6/thinking-streaming.yaml "
+                                          "(delta.reasoning with reasoning_details), no finish reason, [DONE]",
+    "openrouter_midstream_error.sse": "shape: https://openrouter.ai/docs/api/reference/streaming ('Handling Errors "
+                                      "During Streaming': an error object beside choices with finish_reason "
+                                      "\"error\" in a 200 stream)",
+    "groq_x_groq_usage.sse": "shape: https://github.com/charmbracelet/fantasy/blob/main/providertests/testdata/"
+                             "TestGroqCommon/groq-kimi-k2-0905/tool_streaming.yaml (x_groq.id in the first chunk, "
+                             "x_groq.usage with queue_time and prompt_time in the finishing one), without the "
+                             "top-level usage Groq added later",
+    "ollama_tool_call.sse": "shape: https://github.com/ollama/ollama/issues/4357 (fp_ollama chunks) and "
+                            "https://github.com/ollama/ollama/pull/7963 (a whole tool call in one delta, the stream "
+                            "finishing with \"stop\"), the call without `index` as Ollama sent it before adding one",
+    "vllm_tool_call.sse": "shape: https://github.com/vllm-project/vllm/pull/19662 (vLLM chunks with \"usage\": null, "
+                          "chatcmpl-tool- ids) and https://github.com/vllm-project/vllm/issues/18412 (the id only "
+                          "in a call's first delta); delta.reasoning_content of vLLM's reasoning parsers",
+    "vllm_error_event.sse": "shape: https://github.com/block/goose/pull/8031 (vLLM's {\"object\": \"error\", "
+                            "\"message\": ...} inside a 200 stream); the message as vLLM words a prompt over "
+                            "max_model_len",
+    "deepseek_keep_alive.sse": "shape: https://api-docs.deepseek.com/quick_start/rate_limit (while a request waits, "
+                               "a stream carries SSE keep-alive comments, ': keep-alive') in the chunk format of "
+                               "https://api-docs.deepseek.com/guides/reasoning_model",
     # Gemini
     "gemini_thinking.sse": "shape: https://ai.google.dev/gemini-api/docs/thinking (parts with \"thought\": true, "
                            "usageMetadata.thoughtsTokenCount), framed as streamGenerateContent?alt=sse sends it",
