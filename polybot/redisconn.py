@@ -77,7 +77,8 @@ class RedisLink:
         if time.monotonic() < self._down_until:
             raise RedisDown(self.shown)
         try:
-            result = await asyncio.wait_for(what(), TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):  # no task per call, unlike wait_for
+                result = await what()
         except Exception as exc:  # noqa: BLE001 - any failure of the connection, the server or the client
             self._down_until = time.monotonic() + DOWN_FOR
             if not self._outage:
