@@ -180,8 +180,10 @@ def test_shared_counters_in_redis_and_redis_down_fails_open(tmp_path: Path, capl
                 assert v1(one, "Shared", "e").status_code == 200
             assert time.monotonic() - started < 4
     warnings = [r.getMessage() for r in caplog.records if "is unreachable" in r.getMessage()]
-    assert len(warnings) == 1, warnings  # once per outage, not once per request
-    assert "on_redis_down = \"open\"" in warnings[0]
+    back = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
+    # Once per outage, not once per request (a loaded machine may time out a call before the kill).
+    assert 1 <= len(warnings) <= len(back) + 1, warnings
+    assert "on_redis_down = \"open\"" in warnings[-1]
 
 
 def test_redis_down_fails_closed_politely(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
