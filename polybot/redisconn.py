@@ -21,7 +21,7 @@ log = logging.getLogger("polybot")
 #: Shares the counters (and the cache) of every worker and replica; wins over `[limits] redis`.
 REDIS_ENV = "POLYBOT_REDIS_URL"
 #: Seconds one Redis call may take (a limit check is one or two calls); then it counts as down.
-TIMEOUT = 0.5
+TIMEOUT = 1.0
 #: Seconds after a failure during which Redis is not tried again.
 DOWN_FOR = 2.0
 
