@@ -152,22 +152,28 @@ class ModelPrice(_Strict):
     cached_input: float | None = Field(default=None, ge=0)
 
 
-class LimitsSettings(_Strict):
-    """`[limits]` (polybot.toml for the project's defaults, bot.toml for one bot): caps per user, bot
-    and project (docs/limits.md). Unset: no limit."""
+class BotLimits(_Strict):
+    """`[limits]` in bot.toml: this bot's caps, over polybot.toml's (docs/limits.md). Unset: the
+    project's default, else no limit."""
 
-    #: Per user (Poe `user_id`; on /v1 the API key or the `user` field).
+    #: Per user (Poe `user_id`; on /v1 the `user` field, else the API key).
     user_requests_per_minute: int | None = Field(default=None, gt=0)
     user_tokens_per_day: int | None = Field(default=None, gt=0)
-    #: USD per UTC day, for this bot (bot.toml or the project default for every bot) and the whole project.
+    #: USD per UTC day for this bot (in polybot.toml: for each bot).
     bot_spend_per_day: float | None = Field(default=None, ge=0)
+    #: Price overrides by "provider/model" (else the maintained price table), USD per million tokens.
+    prices: dict[str, ModelPrice] = {}
+
+
+class LimitsSettings(BotLimits):
+    """`[limits]` in polybot.toml: every bot's default caps, plus what only the project can say."""
+
+    #: USD per UTC day for all bots together.
     project_spend_per_day: float | None = Field(default=None, ge=0)
     #: Share counters across workers and replicas (POLYBOT_REDIS_URL wins); when Redis is down:
     #: "open" answers (logged once), "closed" refuses.
     redis: str | None = None
     on_redis_down: Literal["open", "closed"] = "open"
-    #: Price overrides by "provider/model" (else the maintained price table).
-    prices: dict[str, ModelPrice] = {}
 
 
 class CacheSettings(_Strict):
@@ -209,7 +215,7 @@ class BotConfig(_Strict):
     openai_api: OpenAIApiConfig = OpenAIApiConfig()
     test: TestSettings = TestSettings()
     #: This bot's own caps and cache, over polybot.toml's (docs/limits.md).
-    limits: LimitsSettings | None = None
+    limits: BotLimits | None = None
     cache: CacheSettings | None = None
 
 

@@ -4,6 +4,7 @@ last good runtime. Knows nothing of terminals or watching."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from polybot.compiler import Compiler
 from polybot.errors import Problem
 from polybot.project import SHARED_DIR, Project, name_problems
 from polybot.prompts import PromptLibrary
+from polybot.protect import Protection
 from polybot.reliability import ProviderPool
 from polybot.runtime import Runtime
 
@@ -37,6 +39,7 @@ class LiveBuild:
         self.library = PromptLibrary()  # the templates being served (the compiler has its own)
         self.pool = ProviderPool({})
         self.runtimes: dict[str, Runtime] = {}
+        self.protection: Protection | None = None  # the limits and cache of polybot.toml, for every bot
         self.digest: str | None = None  # of providers.toml + bots/_shared at the last good refresh
         self.broken: set[tuple[str, str]] = set()  # ("bot", name) or ("file", path) with errors last time
         self.on_put = on_put or (lambda runtime: None)
@@ -74,6 +77,9 @@ class LiveBuild:
             result.kept += [b.name for b in bots if b.name in self.runtimes]
             return result
         staged: list[Runtime] = []
+        protection = self.protection
+        if protection is None or protection.settings != project.settings:  # polybot.toml changed
+            protection = Protection(project.settings, os.environ)
         for bot in bots:
             previous = self.runtimes.get(bot.name)
             compiled = self.compiler.compile_bot(project, bot)
@@ -84,7 +90,8 @@ class LiveBuild:
                 if previous is not None:
                     result.kept.append(bot.name)
                 continue
-            staged.append(Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root))
+            staged.append(Runtime(compiled.spec, self.library, self.pool, compiled.hooks, self.root,
+                                  protection=protection))
         if global_change and result.kept:
             # providers.toml or bots/_shared changed and broke a served bot: those files are shared by
             # every bot, so keep serving all of them exactly as they were until the change is fixed.
@@ -92,6 +99,7 @@ class LiveBuild:
             return result
         if global_change:
             self._adopt(project)
+            self.protection = protection
         for runtime in staged:
             name = runtime.spec.name
             self.library.set_files(name, runtime.spec.templates)

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from polybot.config import (
+    BotLimits,
     CacheSettings,
     Fallback,
-    LimitsSettings,
     PoeConfig,
     ProjectSettings,
     ProviderConfig,
@@ -20,9 +20,9 @@ from polybot.errors import PolybotError, Problem
 from polybot.providers import known_kinds
 from polybot.version import __version__
 
-FORMAT = 9  # bump when the manifest changes shape: a build then rewrites it whole
+FORMAT = 10  # bump when the manifest changes shape: a build then rewrites it whole
 #: The shape FORMAT stands for; tests/test_build.py fails when the models change without a bump.
-SCHEMA_DIGEST = "38fa02a236a67190"
+SCHEMA_DIGEST = "a1d86de85c0016fe"
 
 
 class BotSpec(BaseModel):
@@ -54,7 +54,7 @@ class BotSpec(BaseModel):
     openai_api_key_env: str = "POLYBOT_API_KEY"
     judge: str | None = None  # [test] judge: the bot that grades `judge` checks
     #: bot.toml's own [limits] and [cache], over the project's (Manifest.settings).
-    limits: LimitsSettings | None = None
+    limits: BotLimits | None = None
     cache: CacheSettings | None = None
 
     def metadata(self) -> dict[str, str]:

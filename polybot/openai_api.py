@@ -18,6 +18,7 @@ does (prompt, hooks, fallback chain, outcomes); the reply's events become `chat.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import math
@@ -156,6 +157,7 @@ class OpenAIEndpoint:
             query = to_query(body, runtime)
         except ApiError as exc:
             return exc.response()
+        query = query.model_copy(update={"user_id": caller(body, token)})  # whom per-user limits count
         reply = _Reply(runtime, query, runtime.spec.name)
         if not body.stream:
             return await reply.complete()
@@ -201,6 +203,16 @@ class OpenAIEndpoint:
             return model
         folded = model.lower()
         return next((n for n in self.server.bots if n.lower() == folded), None)
+
+
+def caller(body: ChatCompletionRequest, token: str | None) -> str:
+    """Who asks, for per-user limits: the request's `user`, else its API key (hashed: a key is never
+    a counter's name), else everyone without a key together."""
+    if body.user:
+        return f"openai:{body.user}"
+    if token is not None:
+        return f"openai:key-{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+    return "openai"
 
 
 def _bearer(request: Request) -> str | None:
@@ -443,6 +455,11 @@ class _Reply:
         if info.retry_after is not None:
             headers["retry-after"] = str(max(1, math.ceil(info.retry_after)))
             headers["retry-after-ms"] = str(round(info.retry_after * 1000))
+        if info.outcome == "limited":  # polybot's own limits (docs/limits.md): nothing was charged
+            if info.code != "rate_limit_exceeded" and info.status == 429:
+                headers["x-should-retry"] = "false"  # a daily cap: the SDKs' quick retries cannot help
+            return ApiError(info.status or 429, message, type="requests" if info.status == 429 else "server_error",
+                            code=info.code, headers=headers)
         if self.error.error_type == "user_message_too_long":
             return ApiError(400, message, param="messages", code="context_length_exceeded")
         if status == 429:

@@ -132,7 +132,7 @@ class _Quote:
 class ReplyInfo:
     """How a reply went, for callers that report it in their own protocol (the OpenAI endpoint)."""
 
-    outcome: str = "error"  # ok | truncated | refused | tool_call | error
+    outcome: str = "error"  # ok | truncated | refused | tool_call | error | limited (polybot/limits.py)
     usage: Usage = field(default_factory=Usage)
     provider: str = ""
     model: str = ""
@@ -140,6 +140,8 @@ class ReplyInfo:
     #: Of the last failure (a reply that ended in an error): the provider's HTTP status, Retry-After.
     status: int | None = None
     retry_after: float | None = None
+    #: Of a reply polybot refused itself (a limit): the OpenAI error code to answer with.
+    code: str | None = None
     #: What the reply log line says (for the playground's trace): every provider call made, whether
     #: a fallback answered, time to first token and to the end, and why each failed call failed.
     attempts: int = 0
@@ -169,7 +171,7 @@ class ToolActivity(fp.PartialResponse):
 
 async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                        show_thinking: bool = False, info: ReplyInfo | None = None,
-                       tools: Tools | None = None) -> AsyncIterator[Event]:
+                       tools: Tools | None = None) -> AsyncGenerator[Event, None]:
     """Stream one whole reply from the first step that succeeds; `info` is filled in at the end.
 
     With `tools`, a reply that ends in tool calls runs them and asks the same provider again, up

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from polybot.manifest import BotSpec, Manifest
 from polybot.pricing import Meter, charges
 from polybot.project import SHARED_DIR
 from polybot.prompts import PromptLibrary, RenderTimeout, render_off_loop, render_problem
+from polybot.protect import Protection
 from polybot.providers.base import ChatRequest, FileOut, Message, Origin, ToolCall, ToolSpec
 from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, Tools, stream_chain
 from polybot.security import clean_request
@@ -44,6 +46,8 @@ class Runtime:
     root: Path = field(default_factory=Path.cwd)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     toolbox: ToolBox | None = field(default=None, init=False)
+    #: The process's limits and response cache (polybot/protect.py); None: neither.
+    protection: Protection | None = None
 
     def __post_init__(self) -> None:
         if self.spec.tools and self.hooks is not None:
@@ -82,6 +86,13 @@ class Runtime:
                   for fb in self.spec.fallback]
         tools = Tools(self.toolbox, frozenset(t.function.name for t in request.tools or ()),
                       self.spec.max_tool_rounds)
+        gate = self.protection.gate(self.spec, request, chain, self.pool) if self.protection is not None else None
+        if gate is not None:
+            info = info or ReplyInfo()
+            answered = await gate.before(info)  # over a limit, or in the cache: no provider call
+            if answered is not None:
+                yield answered
+                return
         meter = self._meter(request, origin.access_key)
         if meter is not None:
             size = len(system) + sum(len(m.text) for m in messages)
@@ -90,9 +101,16 @@ class Runtime:
                 yield refused
                 return
             info = info or ReplyInfo()
-        async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
-                                        info=info, tools=tools):
-            yield event
+        try:
+            async with aclosing(stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
+                                             info=info, tools=tools)) as events:
+                async for event in events:
+                    if gate is not None:
+                        gate.saw(event)
+                    yield event
+        finally:
+            if gate is not None and info is not None:
+                await gate.after(info)  # also when the client went away: what was used is charged
         if meter is not None and info is not None and info.outcome in ("ok", "truncated"):
             await meter.capture(request, info.usage)
 
@@ -288,9 +306,10 @@ def runtimes_from_manifest(manifest: Manifest, root: Path,
     library = PromptLibrary()
     library.set_files(SHARED_DIR, manifest.shared_templates)
     pool = ProviderPool(manifest.providers)
+    protection = Protection(manifest.settings, environ)
     runtimes = []
     for spec in manifest.bots.values():
         library.set_files(spec.name, spec.templates)
         hooks = load_hooks(root / spec.hooks, spec.hooks, spec.name) if spec.hooks else None
-        runtimes.append(Runtime(spec, library, pool, hooks, root, environ))
+        runtimes.append(Runtime(spec, library, pool, hooks, root, environ, protection=protection))
     return runtimes

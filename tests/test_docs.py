@@ -31,6 +31,10 @@ def test_toml_examples_are_valid_config(page: str, source: str) -> None:
         from polybot.bottests import TestsFile
 
         TestsFile.model_validate(data)
+    elif source.startswith("# polybot.toml"):
+        from polybot.config import ProjectSettings
+
+        ProjectSettings.model_validate(data)
     elif all(isinstance(table, dict) and "kind" in table for table in data.values()):  # a providers.toml
         for table in data.values():
             ProviderConfig.model_validate(table)

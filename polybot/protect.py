@@ -1,0 +1,125 @@
+"""The gate before and after every reply a bot makes with its providers: limits, then the cache.
+
+One `Protection` per process (serve: per worker; dev: per project settings) holds the limiter and
+the response cache every bot's `Runtime` shares, and their one Redis connection. `Runtime.complete`
+asks it for a `Gate` per reply: `before` refuses a reply over a limit or answers it from the cache
+(either way without a provider call, logged through `emit_reply`), `after` charges what the reply
+used and caches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import fastapi_poe as fp
+
+from polybot.cache import CachedReply, ResponseCache, cache_key
+from polybot.config import CacheSettings, ProjectSettings
+from polybot.costs import reply_cost
+from polybot.limits import Caps, Limiter, caps_for
+from polybot.manifest import BotSpec
+from polybot.providers.base import Usage
+from polybot.redisconn import REDIS_ENV, RedisLink
+from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, emit_reply
+
+log = logging.getLogger("polybot")
+
+
+class Protection:
+    """The limits and the cache of every bot in one process."""
+
+    def __init__(self, settings: ProjectSettings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        url = environ.get(REDIS_ENV) or settings.limits.redis or None
+        consequence = ("refusing replies (on_redis_down = \"closed\")" if settings.limits.on_redis_down == "closed"
+                       else "answering without the shared limits (on_redis_down = \"open\")")
+        self.link = RedisLink(url, consequence) if url else None
+        self.limiter = Limiter(settings.limits, self.link)
+        self.cache = ResponseCache(self.link)
+
+    def gate(self, spec: BotSpec, request: fp.QueryRequest, chain: Sequence[Step],
+             pool: ProviderPool) -> Gate | None:
+        """The gate of one reply, or None when no cap and no cache applies to this bot."""
+        caps = caps_for(self.settings.limits, spec.limits)
+        cache = spec.cache or self.settings.cache
+        key = cache_key(spec.name, chain) if cache.enabled else None
+        if not caps.counting and key is None:
+            return None
+        return Gate(self, spec.name, request.user_id, caps, cache, key, chain, pool)
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+
+
+class Gate:
+    """One reply's checks: before it (limits, cache) and after it (charges, cache)."""
+
+    def __init__(self, protection: Protection, bot: str, user: str, caps: Caps, cache: CacheSettings,
+                 key: str | None, chain: Sequence[Step], pool: ProviderPool) -> None:
+        self.protection, self.bot, self.user, self.caps = protection, bot, user, caps
+        self.cache, self.key, self.chain, self.pool = cache, key, chain, pool
+        self.started = time.monotonic()
+        self.text: list[str] = []
+
+    async def before(self, info: ReplyInfo) -> Event | None:
+        """The one event that answers this reply without a provider call (a refusal or the cached
+        reply), already logged; None to go ahead."""
+        if self.caps.counting:
+            refusal = await self.protection.limiter.check(self.bot, self.user, self.caps)
+            if refusal is not None:
+                info.outcome, info.status, info.retry_after = "limited", refusal.status, refusal.retry_after
+                info.code = refusal.code
+                self._log("limited", self.chain[0].provider, self.chain[0].request.model, cached=False)
+                return fp.ErrorResponse(text=refusal.message, allow_retry=refusal.allow_retry)
+        if self.key is not None:
+            cached = await self.protection.cache.get(self.key)
+            if cached is not None:
+                info.outcome, info.provider, info.model = "ok", cached.provider, cached.model
+                info.usage = Usage(finish_reason=cached.finish_reason)
+                self._log("ok", cached.provider, cached.model, cached=True, finish_reason=cached.finish_reason)
+                return fp.PartialResponse(text=cached.text)
+        return None
+
+    def saw(self, event: Event) -> None:
+        """An event of the reply as it streams (the text a cache entry keeps)."""
+        if self.key is not None and isinstance(event, fp.PartialResponse) and not event.data:
+            if event.is_replace_response:
+                self.text.clear()
+            self.text.append(event.text)
+
+    async def after(self, info: ReplyInfo) -> None:
+        """Charge what the reply used (whatever its outcome: the provider counted it) and cache it."""
+        try:
+            await self._settle(info)
+        except Exception:
+            log.exception("limits: charging %s's reply failed", self.bot)
+
+    async def _settle(self, info: ReplyInfo) -> None:
+        usage = info.usage
+        if self.caps.counting and info.provider:
+            tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0)
+            cost = None
+            config = self.pool.configs.get(info.provider)
+            if config is not None and (self.caps.bot_spend_per_day is not None
+                                       or self.caps.project_spend_per_day is not None):
+                price = reply_cost(info.provider, config, info.model, usage, self.caps.prices)
+                if price is None and tokens:
+                    self.protection.limiter.unpriced(info.provider, info.model)
+                cost = float(price) if price is not None else None
+            await self.protection.limiter.charge(self.bot, self.user, self.caps, tokens, cost)
+        if self.key is not None and info.outcome == "ok" and not info.tool_rounds and self.text:
+            reply = CachedReply("".join(self.text), info.provider, info.model, usage.finish_reason)
+            await self.protection.cache.put(self.key, reply, self.cache.ttl)
+
+    def _log(self, outcome: str, provider: str, model: str, *, cached: bool, finish_reason: str | None = None) -> None:
+        record: dict[str, Any] = {
+            "event": "reply", "bot": self.bot, "provider": provider, "model": model, "attempts": 0,
+            "fallback": False, "outcome": outcome, "tool_rounds": 0, "ttft_ms": None,
+            "duration_ms": round((time.monotonic() - self.started) * 1000), "finish_reason": finish_reason,
+            "input_tokens": None, "output_tokens": None, "reasoning_tokens": None, "cached_tokens": None,
+            "cached": cached,
+        }
+        emit_reply(record)
