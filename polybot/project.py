@@ -39,7 +39,7 @@ class BotFiles:
     toml: str | None  # None when bot.toml is missing or unreadable; `problems` says which
     templates: dict[str, str] = field(default_factory=dict)
     hooks: str | None = None  # the source of hooks.py, when there is one
-    digest: str = ""
+    digest: str = ""  # of its own files and the project's base; the compiler adds the partials it includes
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -55,9 +55,13 @@ class Project:
     providers: dict[str, ProviderConfig]
     problems: list[Problem]  # providers.toml, and links that lead outside the project
     shared: dict[str, str]  # bots/_shared/*.j2
-    digest: str  # of providers.toml, polybot.toml and bots/_shared/, which every bot depends on
+    digest: str  # of providers.toml, polybot.toml and bots/_shared/
     bots: list[BotFiles]
     settings: ProjectSettings = field(default_factory=ProjectSettings)  # polybot.toml
+    base: str = ""  # digest of providers.toml and polybot.toml, which every bot depends on
+
+    def bot(self, name: str) -> BotFiles | None:
+        return next((b for b in self.bots if b.name == name), None)
 
 
 def read_project(root: Path) -> Project:
@@ -69,13 +73,51 @@ def read_project(root: Path) -> Project:
     problems += found + outside_links(root)
     shared = read_templates(root / "bots" / SHARED_DIR, root)
     providers_file = root / "providers.toml"
-    project_digest = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "", settings_text,
-                            *(f"{k}\0{v}" for k, v in sorted(shared.items())))
-    bots = [read_bot(folder, root, project_digest) for folder in find_bots(root)]
-    return Project(root, providers, problems, shared, project_digest, bots, settings)
+    base = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "", settings_text)
+    bots = [read_bot(folder, root, base) for folder in find_bots(root)]
+    return Project(root, providers, problems, shared, shared_digest(base, shared), bots, settings, base)
 
 
-def read_bot(folder: BotFolder, root: Path, project_digest: str) -> BotFiles:
+def shared_digest(base: str, shared: dict[str, str]) -> str:
+    return digest(base, *(f"{k}\0{v}" for k, v in sorted(shared.items())))
+
+
+def reread(project: Project, changed: set[Path]) -> Project:
+    """`project` again after the files at `changed` (paths that changed, appeared or vanished) did:
+    only the bot folders they are in are read again, and bots/_shared or the project files if they
+    are among them. A path it cannot place reads the whole project again."""
+    root = project.root
+    bots_dir = root / "bots"
+    folders: set[str] = set()
+    whole = False
+    for path in changed:
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            continue
+        if len(parts) >= 2 and parts[0] == "bots" and parts[1] != SHARED_DIR:
+            folders.add(parts[1])
+        elif parts and parts[0] != ".env":
+            whole = True  # providers.toml, polybot.toml, bots/_shared/, bots/ itself
+    if whole:
+        return read_project(root)
+    folders = {f for f in folders if f[0] not in "_."}
+    kept = [b for b in project.bots if b.name not in folders]
+    fresh = [read_bot(BotFolder(f, bots_dir / f), root, project.base) for f in sorted(folders)
+             if (bots_dir / f).is_dir()]
+    problems = [p for p in project.problems if _folder_of(p.path) not in folders]
+    problems += [p for p in outside_links(root, sorted(folders)) if _folder_of(p.path) in folders]
+    bots = sorted(kept + fresh, key=lambda b: b.name)
+    return Project(root, project.providers, problems, project.shared, project.digest, bots, project.settings,
+                   project.base)
+
+
+def _folder_of(rel: str) -> str | None:
+    parts = rel.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "bots" else None
+
+
+def read_bot(folder: BotFolder, root: Path, base: str) -> BotFiles:
     """bot.toml, the templates and hooks.py of one bot folder (a missing bot.toml is its one problem)."""
     rel_toml = f"{folder.rel}/bot.toml"
     try:
@@ -88,7 +130,7 @@ def read_bot(folder: BotFolder, root: Path, project_digest: str) -> BotFiles:
     templates = read_templates(folder.path, root)
     hooks_path = folder.path / HOOKS_FILE
     hooks = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
-    inputs = digest(folder.name, text, hooks or "", project_digest,
+    inputs = digest(folder.name, text, hooks or "", base,
                     *(f"{k}\0{v}" for k, v in sorted(templates.items())))
     return BotFiles(folder, text, templates, hooks, inputs)
 
@@ -141,8 +183,9 @@ def inside(path: Path, root: Path) -> bool:
     return target == root or root in target.parents
 
 
-def outside_links(root: Path) -> list[Problem]:
-    """Links under bots/, and a providers.toml link, that lead outside the project: located problems.
+def outside_links(root: Path, folders: list[str] | None = None) -> list[Problem]:
+    """Links under bots/ (or only under the bot `folders`), and a providers.toml link, that lead
+    outside the project: located problems.
 
     Whatever a build reads goes into build/, which is committed: a link to ~/.env or
     /proc/self/environ would put secrets there.
@@ -150,8 +193,13 @@ def outside_links(root: Path) -> list[Problem]:
     root_r = root.resolve()
     candidates = [root / "providers.toml", root / "polybot.toml"]
     bots = root / "bots"
-    if bots.is_dir():
-        for dirpath, dirnames, filenames in os.walk(bots):  # never descends into linked folders
+    tops = [bots] if folders is None else [bots / f for f in folders]
+    if folders is not None:
+        candidates += tops
+    for top in tops:
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):  # never descends into linked folders
             dirnames.sort()
             candidates += [Path(dirpath, name) for name in sorted(dirnames + filenames)]
     problems = []

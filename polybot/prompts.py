@@ -180,7 +180,7 @@ class PromptLibrary:
         except TemplateSyntaxError as exc:
             found.error = (exc.lineno, exc.message or "")
         else:
-            found.refs, found.loads, found.tree = _refs(tree), _loads(tree), tree
+            (found.refs, found.loads), found.tree = _facts(tree), tree
         self.parsed[name] = found
         return found
 
@@ -266,44 +266,41 @@ class PromptLibrary:
                                             f"bots/{name.split('/')[0]}/ or bots/{SHARED_DIR}/"))
 
 
-def _refs(tree: nodes.Template) -> list[Ref]:
-    refs = []
-    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-        target = getattr(node, "template", None)
-        # {% include ["a.j2", "b.j2"] %} tries each in turn
-        names = target.items if isinstance(target, nodes.List | nodes.Tuple) else [target]
-        literal = all(isinstance(t, nodes.Const) and isinstance(t.value, str) for t in names)
-        refs.append(Ref(node.lineno, tuple(t.value for t in names) if literal else None,  # type: ignore[union-attr]
-                        bool(getattr(node, "ignore_missing", False))))
-    return refs
-
-
-def _loads(tree: nodes.Template) -> list[tuple[str, int]]:
-    """Each name the template reads without binding it, with the line of its first use."""
-    declared = _declared_names(tree)
+def _facts(tree: nodes.Template) -> tuple[list[Ref], list[tuple[str, int]]]:
+    """One walk of `tree` (in source order): its includes, imports and extends, and each name it reads
+    without binding it (set, for, macro, import targets and macro args), with the line of its first use."""
+    refs: list[Ref] = []
     loads: list[tuple[str, int]] = []
-    for node in tree.find_all(nodes.Name):
-        if node.ctx == "load" and node.name not in declared:
-            loads.append((node.name, node.lineno))
-            declared.add(node.name)  # report each name once per file
-    return loads
-
-
-def _declared_names(tree: nodes.Template) -> set[str]:
-    """Names the template itself binds: set, for, macro, import targets and macro args."""
-    names: set[str] = set()
-    for node in tree.find_all(nodes.Name):
-        if node.ctx in ("store", "param"):
-            names.add(node.name)
-    for macro in tree.find_all(nodes.Macro):
-        names.add(macro.name)
-    for imp in tree.find_all(nodes.Import):
-        names.add(imp.target)
-    for from_imp in tree.find_all(nodes.FromImport):
-        for item in from_imp.names:
-            names.add(item[1] if isinstance(item, tuple) else item)
-    names.update({"loop", "caller", "varargs", "kwargs", "super", "self"})
-    return names
+    declared = {"loop", "caller", "varargs", "kwargs", "super", "self"}
+    todo: list[nodes.Node] = [tree]
+    while todo:
+        node = todo.pop()
+        todo.extend(reversed(list(node.iter_child_nodes())))
+        if isinstance(node, nodes.Name):
+            if node.ctx in ("store", "param"):
+                declared.add(node.name)
+            elif node.ctx == "load":
+                loads.append((node.name, node.lineno))
+        elif isinstance(node, nodes.Macro):
+            declared.add(node.name)
+        elif isinstance(node, nodes.Import):
+            declared.add(node.target)
+        elif isinstance(node, nodes.FromImport):
+            declared.update(item[1] if isinstance(item, tuple) else item for item in node.names)
+        if isinstance(node, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
+            target = getattr(node, "template", None)
+            # {% include ["a.j2", "b.j2"] %} tries each in turn
+            names = target.items if isinstance(target, nodes.List | nodes.Tuple) else [target]
+            literal = all(isinstance(t, nodes.Const) and isinstance(t.value, str) for t in names)
+            refs.append(Ref(node.lineno, tuple(t.value for t in names) if literal else None,  # type: ignore[union-attr]
+                            bool(getattr(node, "ignore_missing", False))))
+    seen: set[str] = set()
+    unbound = []
+    for name, line in loads:  # a name bound anywhere in the file counts as bound, as before
+        if name not in declared and name not in seen:
+            seen.add(name)  # report each name once per file
+            unbound.append((name, line))
+    return refs, unbound
 
 
 T = TypeVar("T")

@@ -96,12 +96,17 @@ def test_deleted_output_is_rendered_again(project: Path) -> None:
     assert (out / "prompts/Echo.md").exists()
 
 
-def test_shared_partial_or_providers_change_rerenders_everything(project: Path) -> None:
+def test_a_shared_partial_rerenders_its_includers_and_providers_toml_everything(project: Path) -> None:
     out = project / "build"
     build(project, out)
     bots = len([p for p in (project / "bots").iterdir() if not p.name.startswith("_")])
+    includers = {p.parent.name for p in (project / "bots").glob("[!_]*/*.j2") if "style.j2" in p.read_text()}
+    assert 0 < len(includers) < bots
+    before = {p.name: p.read_text() for p in (out / "prompts").iterdir()}
     (project / "bots/_shared/style.j2").write_text("Be brief.\n")
-    assert build(project, out).rendered == bots
+    assert build(project, out).rendered == len(includers)
+    after = {p.name: p.read_text() for p in (out / "prompts").iterdir()}
+    assert {n.removesuffix(".md") for n in before if before[n] != after[n]} == includers
     with (project / "providers.toml").open("a") as f:
         f.write("\n# a comment\n")
     assert build(project, out).rendered == bots
