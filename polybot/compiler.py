@@ -82,7 +82,7 @@ class Compiler:
     def compile_bot(self, project: Project, bot: BotFiles) -> CompiledBot:
         """One bot: validate -> render -> assemble, or its last outcome when its inputs are unchanged."""
         last = self.last.get(bot.name)
-        inputs = self.inputs(bot)
+        inputs = self.inputs(project, bot)
         if last is not None and last.spec is not None and last.spec.hash == inputs:
             return last
         checked = self.validate(project, bot)
@@ -100,13 +100,14 @@ class Compiler:
 
     # --- the stages ----------------------------------------------------------------------------
 
-    def inputs(self, bot: BotFiles) -> str:
-        """The digest of everything `bot` compiles from: its own files and project base (`bot.digest`)
-        and the shared partials its prompt reaches, so a partial's edit touches only the bots using it."""
+    def inputs(self, project: Project, bot: BotFiles) -> str:
+        """The digest of everything `bot` compiles from: its own files (`bot.digest`), providers.toml
+        and polybot.toml (`project.base`) and the shared partials its prompt reaches, so a partial's
+        edit touches only the bots using it."""
         self.library.set_files(bot.name, bot.templates)
         prefix = f"{SHARED_DIR}/"
         used = sorted(n for n in self.library.reachable(bot.name) if n.startswith(prefix))
-        return digest(bot.digest, *(f"{n}\0{self.library.sources[n]}" for n in used)) if used else bot.digest
+        return digest(bot.digest, project.base, *(f"{n}\0{self.library.sources[n]}" for n in used))
 
     def load(self, changed: set[Path] | None = None) -> Project:
         """Read the project once: providers, shared partials, every bot's files and input digest.
