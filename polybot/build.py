@@ -134,7 +134,7 @@ def _record_stats(out: Path, sources: dict[str, Stat], scanned_ns: int, expected
     record = StatRecord(sources, written, size, environment(), __version__, not racy(sources, scanned_ns))
     (out / CACHE).mkdir(exist_ok=True)
     if not (out / CACHE / ".gitignore").is_file():
-        write_atomic(out / CACHE / ".gitignore", b"# polybot build's stat record: machine-specific, never committed\n*\n")
+        write_atomic(out / CACHE / ".gitignore", b"# polybot build's stat record: machine-specific\n*\n")
     write_atomic(out / STATS, record.dumps().encode(), sync=False)
 
 

@@ -14,6 +14,10 @@ from polybot.errors import sorted_problems
 from polybot.livebuild import LiveBuild, Refresh
 
 
+#: A line names at most this many bots; past that it counts them.
+MAX_NAMES = 10
+
+
 def report(result: Refresh, out: Any = None) -> None:
     out = out or sys.stderr
     for problem in sorted_problems(result.problems):
@@ -22,7 +26,10 @@ def report(result: Refresh, out: Any = None) -> None:
         print(f"polybot dev: {name} has errors; still serving its last good version", file=out)
     for name in result.fixed:
         print(f"polybot dev: fixed {name}", file=out)
-    if result.updated:
+    if len(result.updated) > MAX_NAMES:
+        print(f"polybot dev: reloaded {len(result.updated)} bots ({', '.join(result.updated[:MAX_NAMES])}, ...)",
+              file=out)
+    elif result.updated:
         print(f"polybot dev: reloaded {', '.join(result.updated)}", file=out)
     if result.removed:
         print(f"polybot dev: removed {', '.join(result.removed)}", file=out)
@@ -95,7 +102,7 @@ async def watch(workspace: LiveBuild, stop: asyncio.Event,
 
 
 #: How long one batch of background compiles holds the event loop.
-BATCH_SECONDS = 0.02
+BATCH_SECONDS = 0.005
 
 
 def settled(workspace: LiveBuild, on_refresh: Callable[[Refresh], None]) -> None:

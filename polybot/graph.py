@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +150,7 @@ class Graph:
                 parts = path.relative_to(root).parts
             except ValueError:
                 continue
-            if parts in ((f,) for f in PROJECT_FILES):
+            if len(parts) == 1 and parts[0] in PROJECT_FILES:
                 return None
             if len(parts) >= 2 and parts[0] == "bots" and parts[1] == SHARED_DIR:
                 rel = "/".join(parts)
@@ -162,6 +161,3 @@ class Graph:
                 touched.add(parts[1])
         return touched
 
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -22,7 +22,7 @@ class Options:
 
 
 #: How long dev compiles before it starts serving; what is left compiles in the background.
-FIRST_SECONDS = 0.2
+FIRST_SECONDS = 0.1
 #: How many bot URLs the start banner lists; the playground lists them all.
 BANNER_URLS = 3
 
