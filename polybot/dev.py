@@ -13,7 +13,6 @@ from polybot.env import load_env
 from polybot.errors import sorted_problems
 from polybot.livebuild import LiveBuild, Refresh
 
-
 #: A line names at most this many bots; past that it counts them.
 MAX_NAMES = 10
 
