@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +73,8 @@ import sys, time
 from pathlib import Path
 from polybot.build import build  # imports are outside the timing, as they are for the floor
 started = time.perf_counter()
-build(Path(sys.argv[1]), Path(sys.argv[2]))
+result = build(Path(sys.argv[1]), Path(sys.argv[2]))
+print(result.rendered)
 print(time.perf_counter() - started)
 '''
 
@@ -94,9 +97,15 @@ def generate(root: Path, n: int) -> None:
             '{% include "style.j2" %}\n')
 
 
+rendered: list[int] = []
+
+
 def timed(code: str, root: Path, out: Path) -> float:
     done = subprocess.run([PY, "-c", code, str(root), str(out)], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if len(lines) > 1:
+        rendered.append(int(lines[-2]))
+    return float(lines[-1])
 
 
 def main() -> None:
@@ -107,18 +116,31 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="polybot-build-"))
     try:
         generate(tmp / "project", args.bots)
-        floor, cold, warm = [], [], []
-        for _ in range(args.rounds):
+        partial = tmp / "project" / "bots" / "_shared" / "other.j2"
+        partial.write_text("Be other.\n")
+        for i in range(0, args.bots, 10):  # every tenth bot includes a second partial too
+            prompt = tmp / "project" / "bots" / f"Bot{i:04d}" / "system.md.j2"
+            prompt.write_text(prompt.read_text() + '{% include "other.j2" %}\n')
+        old = time.time_ns() - 3600 * 10**9  # sources last changed an hour ago: their stats are trusted
+        for path in (tmp / "project").rglob("*"):
+            os.utime(path, ns=(old, old))
+        floor, cold, warm, edited = [], [], [], []
+        for r in range(args.rounds):
             shutil.rmtree(tmp / "floor", ignore_errors=True)
             floor.append(timed(FLOOR, tmp / "project", tmp / "floor"))
             shutil.rmtree(tmp / "build", ignore_errors=True)
             cold.append(timed(POLYBOT, tmp / "project", tmp / "build"))
             warm.append(timed(POLYBOT, tmp / "project", tmp / "build"))
+            partial.write_text(f"Be other {r}.\n")
+            edited.append(timed(POLYBOT, tmp / "project", tmp / "build"))
+            assert rendered[-1] == args.bots // 10, rendered[-1]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     f, c, w = statistics.median(floor), statistics.median(cold), statistics.median(warm)
+    e = statistics.median(edited)
     results = {"bots": args.bots, "rounds": args.rounds, "floor_ms": f * 1000, "cold_ms": c * 1000,
-               "no_change_ms": w * 1000, "cold_ratio": c / f, "no_change_ratio": w / f}
+               "no_change_ms": w * 1000, "edited_partial_ms": e * 1000, "edited_partial_rendered": args.bots // 10,
+               "cold_ratio": c / f, "no_change_ratio": w / f, "edited_partial_ratio": e / f}
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "build.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

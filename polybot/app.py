@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import fastapi_poe as fp
@@ -36,6 +36,8 @@ class BotServer:
         self.environ = os.environ if environ is None else environ
         self.dev = dev
         self.bots: dict[str, PolyPoeBot] = {}
+        #: Called with a bot's name before a request for it is answered (dev compiles it on demand).
+        self.ensure: Callable[[str], None] | None = None
         self.app = FastAPI(title="polybot", docs_url=None, redoc_url=None, openapi_url=None)
         # Starlette wraps each added middleware around the ones before it: the guard runs first.
         self.app.add_middleware(PoeStream, bots=self.bots)  # innermost: queries, written as SSE bytes
@@ -196,6 +198,9 @@ class _Guard:
         if refusal is not None:
             await _refuse(scope, receive, send, 403, refusal)
             return
+        if self.server.ensure is not None and method == "POST":
+            model = _json_field(body, "model") if scope["path"].startswith("/v1/") else None
+            self.server.ensure(model if isinstance(model, str) else scope["path"][1:])
         bot = self.server.bots.get(scope["path"][1:]) if method == "POST" else None
         if bot is not None:
             problem = self._bot_problem(bot, scope, body)

@@ -10,12 +10,15 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from polybot.compiler import Compiler
 from polybot.errors import PolybotError
+from polybot.graph import Stat, StatRecord, environment, racy, scan, stat_files
 from polybot.manifest import Manifest, load_manifest
+from polybot.version import __version__
 
 
 @dataclass(slots=True)
@@ -31,6 +34,9 @@ RECORD = ".polybot-outputs.json"
 #: In the output folder: `name==version` of every runtime dependency the build ran with.
 CONSTRAINTS = "constraints.txt"
 MANIFEST = "manifest.json"
+#: In the output folder, ignored by git: the stats of the last build's sources and outputs.
+CACHE = ".polybot-cache"
+STATS = f"{CACHE}/stats.json"
 
 
 def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
@@ -41,14 +47,19 @@ def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
     ever deleted, and `out` must be a folder of polybot's own.
     """
     check_out_folder(root, out)
+    scanned_ns, sources = time.time_ns(), {} if check else scan(root)  # stats before any content is read
+    if not check and (unchanged := _stat_pass(root, out, sources)) is not None:
+        return unchanged
     previous = None
     if not check and (out / MANIFEST).is_file():
         try:
             previous = load_manifest(out / MANIFEST)
         except PolybotError:
             previous = None  # unreadable: rebuild everything
-    # A bot whose prompt file vanished is not reused: it is compiled, and rendered, again.
-    last = {name: spec for name, spec in previous.bots.items() if (out / f"prompts/{name}.md").is_file()} \
+    # A bot whose prompt file vanished, or differs from what the last build wrote (by its stat), is
+    # not reused: it is compiled, and rendered, again.
+    written = record.outputs if (record := StatRecord.load(out / STATS)) is not None else {}
+    last = {name: spec for name, spec in previous.bots.items() if _intact(out, f"prompts/{name}.md", written)} \
         if previous is not None else {}
     result = compile_outputs(Compiler(root, last), previous)
     expected = {f"prompts/{name}.md" for name in result.manifest.bots} | {MANIFEST, CONSTRAINTS, RECORD}
@@ -71,12 +82,60 @@ def build(root: Path, out: Path, *, check: bool = False) -> BuildResult:
         path = out / name
         data = result.outputs[name]
         if not path.is_file() or path.read_bytes() != data:
-            write_atomic(path, data)
+            # Prompts are not flushed one by one (1000 fsyncs were most of a cold build): after a crash
+            # the next build renders again any prompt whose stat differs from the record (`_intact`).
+            write_atomic(path, data, sync=not name.startswith("prompts/"))
     for name in sorted(recorded - expected):
         path = out / name
         if path.is_file() and not path.is_symlink():
             path.unlink()
+    _record_stats(out, sources, scanned_ns, expected)
     return result
+
+
+def _intact(out: Path, name: str, written: dict[str, Stat]) -> bool:
+    try:
+        st = os.stat(out / name)
+    except OSError:
+        return False
+    return name not in written or written[name] == (st.st_size, st.st_mtime_ns)
+
+
+def _stat_pass(root: Path, out: Path, sources: dict[str, Stat]) -> BuildResult | None:
+    """The last build again when no source's stat changed since it (nor its outputs', nor the
+    environment's): a stat pass, reading no source. None when anything is in doubt."""
+    record = StatRecord.load(out / STATS)
+    if record is None or not record.trusted or record.version != __version__ or record.sources != sources \
+            or record.environment != environment():
+        return None
+    if stat_files(out, record.outputs) != record.outputs:
+        return None
+    try:
+        data = (out / MANIFEST).read_bytes()
+        if len(data) != record.manifest_size:
+            return None
+        from polybot.providers import known_kinds
+
+        manifest = Manifest.model_validate_json(data, context={"kinds": known_kinds()})
+    except (OSError, ValueError):
+        return None
+    return BuildResult(manifest, {}, 0, Compiler(root, manifest.bots))
+
+
+def _record_stats(out: Path, sources: dict[str, Stat], scanned_ns: int, expected: set[str]) -> None:
+    """Keep what this build saw (graph.StatRecord) in out/.polybot-cache/, which git ignores."""
+    written = stat_files(out, sorted(expected - {MANIFEST}))
+    try:
+        size = (out / MANIFEST).stat().st_size
+    except OSError:
+        return
+    if written is None:
+        return
+    record = StatRecord(sources, written, size, environment(), __version__, not racy(sources, scanned_ns))
+    (out / CACHE).mkdir(exist_ok=True)
+    if not (out / CACHE / ".gitignore").is_file():
+        write_atomic(out / CACHE / ".gitignore", b"# polybot build's stat record: machine-specific\n*\n")
+    write_atomic(out / STATS, record.dumps().encode(), sync=False)
 
 
 def compile_outputs(compiler: Compiler, previous: Manifest | None) -> BuildResult:
@@ -152,15 +211,17 @@ def _inside(rel: str) -> bool:
     return bool(parts) and not PurePosixPath(rel).is_absolute() and ".." not in parts
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write `data` to a temporary file beside `path` (flushed to disk unless `sync` is off), then
+    rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

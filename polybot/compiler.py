@@ -1,7 +1,8 @@
 """The compiler: load -> validate -> render -> assemble, behind build, dev, chat, list and bot tests.
 
-A Compiler keeps the last spec it compiled for each bot, keyed by the bot's input digest, so a bot
-whose files did not change is not compiled again. Writing build/ is build.py's stage.
+A Compiler keeps the last spec it compiled for each bot, keyed by the bot's input digest (its own
+files, providers.toml, polybot.toml and the shared partials its prompt reaches: `inputs`), so a bot
+whose inputs did not change is not compiled again. Writing build/ is build.py's stage.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from polybot.controls import default_params, flatten
 from polybot.errors import PolybotError, Problem, sorted_problems
 from polybot.hookloader import Hooks
 from polybot.manifest import BotSpec, Manifest, bot_metadata
-from polybot.project import HOOKS_FILE, PROMPT_FILE, SHARED_DIR, BotFiles, Project, name_problems, read_project
+from polybot.project import (
+    HOOKS_FILE,
+    PROMPT_FILE,
+    SHARED_DIR,
+    BotFiles,
+    Project,
+    digest,
+    name_problems,
+    read_project,
+    reread,
+)
 from polybot.prompts import PromptLibrary, render_problem, sample_context
 from polybot.validate import Checked, rel, validate
 
@@ -48,6 +59,7 @@ class Compiler:
     def __init__(self, root: Path, last: Mapping[str, BotSpec] | None = None) -> None:
         self.root = root
         self.library = PromptLibrary()  # every template it has checked, for the render stage
+        self.project: Project | None = None  # what the last load read
         self.last: dict[str, CompiledBot] = {name: CompiledBot(name, spec) for name, spec in (last or {}).items()}
 
     def compile(self) -> Compiled:
@@ -70,7 +82,8 @@ class Compiler:
     def compile_bot(self, project: Project, bot: BotFiles) -> CompiledBot:
         """One bot: validate -> render -> assemble, or its last outcome when its inputs are unchanged."""
         last = self.last.get(bot.name)
-        if last is not None and last.spec is not None and last.spec.hash == bot.digest:
+        inputs = self.inputs(project, bot)
+        if last is not None and last.spec is not None and last.spec.hash == inputs:
             return last
         checked = self.validate(project, bot)
         out = CompiledBot(bot.name, hooks=checked.hooks, problems=checked.problems)
@@ -81,18 +94,34 @@ class Compiler:
         except Exception as exc:  # noqa: BLE001 - any template failure is reported, located
             out.problems.append(render_problem(exc, rel(bot, PROMPT_FILE)))
             return out
-        out.spec = self.assemble(checked)
+        out.spec = self.assemble(checked, inputs)
         self.last[bot.name] = CompiledBot(bot.name, out.spec, hooks=out.hooks)
         return out
 
     # --- the stages ----------------------------------------------------------------------------
 
-    def load(self) -> Project:
-        """Read the project once: providers, shared partials, every bot's files and input digest."""
-        project = read_project(self.root)
+    def inputs(self, project: Project, bot: BotFiles) -> str:
+        """The digest of everything `bot` compiles from: its own files (`bot.digest`), providers.toml
+        and polybot.toml (`project.base`) and the shared partials its prompt reaches, so a partial's
+        edit touches only the bots using it."""
+        self.library.set_files(bot.name, bot.templates)
+        prefix = f"{SHARED_DIR}/"
+        used = sorted(n for n in self.library.reachable(bot.name) if n.startswith(prefix))
+        return digest(bot.digest, project.base, *(f"{n}\0{self.library.sources[n]}" for n in used))
+
+    def load(self, changed: set[Path] | None = None) -> Project:
+        """Read the project once: providers, shared partials, every bot's files and input digest.
+
+        With `changed` (the paths a watcher saw change since the last load), only what they touch is
+        read again (project.reread)."""
+        if changed is not None and self.project is not None:
+            project = reread(self.project, changed)
+        else:
+            project = read_project(self.root)
+        self.project = project
         self.library.set_files(SHARED_DIR, project.shared)
         present = {bot.name for bot in project.bots} | {SHARED_DIR}
-        for name in {n.split("/", 1)[0] for n in self.library.sources} - present:
+        for name in set(self.library.folders) - present:
             self.library.remove(name)  # a bot folder that is gone
         self.last = {name: bot for name, bot in self.last.items() if name in present}
         return project
@@ -108,7 +137,7 @@ class Compiler:
         params = default_params(_every_control(config))
         return self.library.render(checked.bot.name, sample_context(meta, config.vars, params, checked.extra))
 
-    def assemble(self, checked: Checked) -> BotSpec:
+    def assemble(self, checked: Checked, inputs: str) -> BotSpec:
         """The compiled form of one bot, as the manifest keeps it."""
         config, model = checked.resolved()
         name = checked.bot.name
@@ -132,7 +161,7 @@ class Compiler:
             layout=config.parameter_controls,
             templates=self.library.own_templates(name),
             hooks=rel(checked.bot, HOOKS_FILE) if checked.bot.hooks is not None else None,
-            hash=checked.bot.digest,
+            hash=inputs,
             openai_api_key_env=config.openai_api.key_env or "POLYBOT_API_KEY",
             judge=config.test.judge,
             limits=config.limits,
@@ -153,7 +182,8 @@ class Compiler:
         """The bots/_shared templates some bot includes, imports or extends (only those are served)."""
         used: set[str] = set()
         for name, spec in specs.items():
-            self.library.set_files(name, spec.templates)  # a bot reused from the last build was not loaded
+            if name not in self.library.folders:
+                self.library.set_files(name, spec.templates)  # a bot reused from the last build was not loaded
             used.update(self.library.reachable(name))
         prefix = f"{SHARED_DIR}/"
         return {n.removeprefix(prefix): self.library.sources[n] for n in sorted(used) if n.startswith(prefix)}

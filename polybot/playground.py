@@ -186,6 +186,7 @@ class Playground:
                 return JSONResponse({"detail": built}, status_code=404)
             runtime = built
         else:
+            self.workspace.ensure(name)
             found = self.workspace.runtimes.get(name)
             if found is None:
                 return JSONResponse({"detail": f"no bot named {name!r}"}, status_code=404)

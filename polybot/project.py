@@ -39,7 +39,7 @@ class BotFiles:
     toml: str | None  # None when bot.toml is missing or unreadable; `problems` says which
     templates: dict[str, str] = field(default_factory=dict)
     hooks: str | None = None  # the source of hooks.py, when there is one
-    digest: str = ""
+    digest: str = ""  # of its own files; the compiler adds the project's base and the partials it reaches
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -55,27 +55,80 @@ class Project:
     providers: dict[str, ProviderConfig]
     problems: list[Problem]  # providers.toml, and links that lead outside the project
     shared: dict[str, str]  # bots/_shared/*.j2
-    digest: str  # of providers.toml, polybot.toml and bots/_shared/, which every bot depends on
+    digest: str  # of providers.toml, polybot.toml and bots/_shared/
     bots: list[BotFiles]
     settings: ProjectSettings = field(default_factory=ProjectSettings)  # polybot.toml
+    base: str = ""  # digest of providers.toml and polybot.toml, which every bot depends on
+
+    def bot(self, name: str) -> BotFiles | None:
+        return next((b for b in self.bots if b.name == name), None)
 
 
 def read_project(root: Path) -> Project:
     """Read everything a compile depends on, once."""
+    providers, settings, base, problems = _read_project_files(root)
+    problems += outside_links(root, files=False)
+    shared = read_templates(root / "bots" / SHARED_DIR, root)
+    bots = [read_bot(folder, root) for folder in find_bots(root)]
+    return Project(root, providers, problems, shared, shared_digest(base, shared), bots, settings, base)
+
+
+def _read_project_files(root: Path) -> tuple[dict[str, ProviderConfig], ProjectSettings, str, list[Problem]]:
+    """providers.toml and polybot.toml: what they hold, their digest, and their problems."""
     from polybot.providers import known_kinds  # each providers.toml `kind` must be a registered one
 
     providers, problems = load_providers(root, known_kinds())
     settings, settings_text, found = load_settings(root)
-    problems += found + outside_links(root)
-    shared = read_templates(root / "bots" / SHARED_DIR, root)
+    problems += found + outside_links(root, [])
     providers_file = root / "providers.toml"
-    project_digest = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "", settings_text,
-                            *(f"{k}\0{v}" for k, v in sorted(shared.items())))
-    bots = [read_bot(folder, root, project_digest) for folder in find_bots(root)]
-    return Project(root, providers, problems, shared, project_digest, bots, settings)
+    base = digest(providers_file.read_text("utf-8") if providers_file.is_file() else "", settings_text)
+    return providers, settings, base, problems
 
 
-def read_bot(folder: BotFolder, root: Path, project_digest: str) -> BotFiles:
+def shared_digest(base: str, shared: dict[str, str]) -> str:
+    return digest(base, *(f"{k}\0{v}" for k, v in sorted(shared.items())))
+
+
+def reread(project: Project, changed: set[Path]) -> Project:
+    """`project` again after the files at `changed` (paths that changed, appeared or vanished) did:
+    only the bot folders they are in are read again, bots/_shared if a path is in it, providers.toml
+    and polybot.toml if they are among them. A path it cannot place reads the whole project again."""
+    root = project.root
+    bots_dir = root / "bots"
+    folders: set[str] = set()
+    files = False
+    for path in changed:
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            continue
+        if len(parts) >= 2 and parts[0] == "bots":
+            folders.add(parts[1])
+        elif parts in (("providers.toml",), ("polybot.toml",)):
+            files = True
+        elif parts != (".env",):
+            return read_project(root)  # bots/ itself, or something unknown
+    providers, settings, base = project.providers, project.settings, project.base
+    problems = [p for p in project.problems if _folder_of(p.path) not in folders and
+                (not files or _folder_of(p.path) is not None)]
+    if files:
+        providers, settings, base, found = _read_project_files(root)
+        problems += found
+    shared = read_templates(bots_dir / SHARED_DIR, root) if SHARED_DIR in folders else project.shared
+    problems += outside_links(root, sorted(folders), files=False)
+    bot_folders = {f for f in folders if f[0] not in "_."}
+    bots = [b for b in project.bots if b.name not in bot_folders]
+    bots += [read_bot(BotFolder(f, bots_dir / f), root) for f in sorted(bot_folders) if (bots_dir / f).is_dir()]
+    bots.sort(key=lambda b: b.name)
+    return Project(root, providers, problems, shared, shared_digest(base, shared), bots, settings, base)
+
+
+def _folder_of(rel: str) -> str | None:
+    parts = rel.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "bots" else None
+
+
+def read_bot(folder: BotFolder, root: Path) -> BotFiles:
     """bot.toml, the templates and hooks.py of one bot folder (a missing bot.toml is its one problem)."""
     rel_toml = f"{folder.rel}/bot.toml"
     try:
@@ -88,7 +141,7 @@ def read_bot(folder: BotFolder, root: Path, project_digest: str) -> BotFiles:
     templates = read_templates(folder.path, root)
     hooks_path = folder.path / HOOKS_FILE
     hooks = hooks_path.read_text("utf-8") if hooks_path.is_file() else None
-    inputs = digest(folder.name, text, hooks or "", project_digest,
+    inputs = digest(folder.name, text, hooks or "",
                     *(f"{k}\0{v}" for k, v in sorted(templates.items())))
     return BotFiles(folder, text, templates, hooks, inputs)
 
@@ -141,17 +194,23 @@ def inside(path: Path, root: Path) -> bool:
     return target == root or root in target.parents
 
 
-def outside_links(root: Path) -> list[Problem]:
-    """Links under bots/, and a providers.toml link, that lead outside the project: located problems.
+def outside_links(root: Path, folders: list[str] | None = None, *, files: bool = True) -> list[Problem]:
+    """Links under bots/ (or only under `bots/<folder>` for each of `folders`), and with `files` a
+    providers.toml or polybot.toml link, that lead outside the project: located problems.
 
     Whatever a build reads goes into build/, which is committed: a link to ~/.env or
     /proc/self/environ would put secrets there.
     """
     root_r = root.resolve()
-    candidates = [root / "providers.toml", root / "polybot.toml"]
+    candidates = [root / "providers.toml", root / "polybot.toml"] if files else []
     bots = root / "bots"
-    if bots.is_dir():
-        for dirpath, dirnames, filenames in os.walk(bots):  # never descends into linked folders
+    tops = [bots] if folders is None else [bots / f for f in folders]
+    if folders is not None:
+        candidates += tops
+    for top in tops:
+        if not top.is_dir() or (folders is not None and top.is_symlink()):
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):  # never descends into linked folders
             dirnames.sort()
             candidates += [Path(dirpath, name) for name in sorted(dirnames + filenames)]
     problems = []

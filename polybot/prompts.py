@@ -12,6 +12,7 @@ import functools
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -68,6 +69,7 @@ class _Environment(SandboxedEnvironment):
             autoescape=False,
             keep_trailing_newline=True,
             auto_reload=True,
+            cache_size=-1,  # a fleet has more than jinja's default 400 templates; each compiles once
         )
         self.library = library
         self.budget = sandbox.budget
@@ -114,23 +116,81 @@ class _Environment(SandboxedEnvironment):
         return own if own in self.library.sources else f"{SHARED_DIR}/{template}"
 
 
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """One include, import or extends in a template: the names it tries, in order (None: not literal)."""
+
+    line: int
+    names: tuple[str, ...] | None
+    ignore_missing: bool
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What the static checks need from one template source, found in its one parse."""
+
+    source: str
+    error: tuple[int, str] | None = None  # (line, message) of a syntax error
+    refs: list[Ref] = field(default_factory=list)
+    loads: list[tuple[str, int]] = field(default_factory=list)  # names read and not bound, first use each
+    tree: nodes.Template | None = None  # kept for the one compile that follows, then dropped
+
+
 class PromptLibrary:
-    """Every template of the project, swappable per bot (for `dev`), compiled on first use."""
+    """Every template of the project, swappable per bot (for `dev`), each parsed once per change and
+    compiled on first use."""
 
     def __init__(self) -> None:
         self.sources: dict[str, str] = {}
+        self.folders: dict[str, list[str]] = {}  # folder -> the names of its templates
+        self.parsed: dict[str, Parsed] = {}
+        self.parses = 0  # how many times a source was parsed (tests and the bench read it)
         self.env = _Environment(self)
-        self.env.loader = _MappingLoader(self.sources)
+        self.env.loader = _MappingLoader(self)
 
     def set_files(self, folder: str, files: Mapping[str, str]) -> None:
-        """Replace the templates of `folder` (a bot name or `_shared`)."""
-        self.remove(folder)
-        for file, source in files.items():
-            self.sources[f"{folder}/{file}"] = source
+        """Replace the templates of `folder` (a bot name or `_shared`); an unchanged source is kept as is."""
+        names = [f"{folder}/{file}" for file in files]
+        for name in set(self.folders.get(folder, ())) - set(names):
+            self.sources.pop(name, None)
+            self.parsed.pop(name, None)
+        for name, source in zip(names, files.values(), strict=True):
+            if self.sources.get(name) != source:
+                self.sources[name] = source
+        if names:
+            self.folders[folder] = names
+        else:
+            self.folders.pop(folder, None)
 
     def remove(self, folder: str) -> None:
-        for name in [n for n in self.sources if n.startswith(folder + "/")]:
-            del self.sources[name]
+        for name in self.folders.pop(folder, ()):
+            self.sources.pop(name, None)
+            self.parsed.pop(name, None)
+
+    def parse(self, name: str) -> Parsed:
+        """The static facts of template `name` (its current source), parsing it only when it changed."""
+        source = self.sources.get(name, "")
+        found = self.parsed.get(name)
+        if found is not None and (found.source is source or found.source == source):
+            return found
+        self.parses += 1
+        found = Parsed(source)
+        try:
+            tree = self.env.parse(source, name, rel_path(name))
+        except TemplateSyntaxError as exc:
+            found.error = (exc.lineno, exc.message or "")
+        else:
+            (found.refs, found.loads), found.tree = _facts(tree), tree
+        self.parsed[name] = found
+        return found
+
+    def tree(self, name: str, source: str) -> nodes.Template | str:
+        """For compiling `name`: the tree its last parse kept for `source` (once), else the source."""
+        found = self.parsed.get(name)
+        if found is not None and found.source is source and found.tree is not None:
+            tree, found.tree = found.tree, None
+            return tree
+        return source
 
     def render(self, bot: str, context: Mapping[str, Any]) -> str:
         """Render `bot`'s system prompt with `context`, within the time, size and work limits.
@@ -160,20 +220,16 @@ class PromptLibrary:
         for name in self._reachable(bot, problems):
             if name not in self.sources:
                 continue
-            try:
-                tree = self.env.parse(self.sources[name], name, rel_path(name))
-            except TemplateSyntaxError as exc:
-                problems.append(Problem(rel_path(name), exc.lineno, f"template syntax error: {exc.message}"))
+            parsed = self.parse(name)
+            if parsed.error is not None:
+                problems.append(Problem(rel_path(name), parsed.error[0], f"template syntax error: {parsed.error[1]}"))
                 continue
-            declared = _declared_names(tree)
-            for node in tree.find_all(nodes.Name):
-                if node.ctx == "load" and node.name not in known and node.name not in declared \
-                        and node.name not in self.env.globals:
-                    problems.append(Problem(rel_path(name), node.lineno,
-                                            f"undefined variable {node.name!r}: the context has "
+            for var, line in parsed.loads:
+                if var not in known and var not in self.env.globals:
+                    problems.append(Problem(rel_path(name), line,
+                                            f"undefined variable {var!r}: the context has "
                                             f"{', '.join(sorted(known))}; add it to [vars] and use "
-                                            f"vars.{node.name}, or return it from context() in hooks.py"))
-                    declared.add(node.name)  # report each name once per file
+                                            f"vars.{var}, or return it from context() in hooks.py"))
         return problems
 
     def reachable(self, bot: str) -> list[str]:
@@ -195,43 +251,56 @@ class PromptLibrary:
                 continue
             seen.add(name)
             yield name
-            try:
-                tree = self.env.parse(self.sources.get(name, ""), name)
-            except TemplateSyntaxError:
-                continue
-            for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-                target = getattr(node, "template", None)
-                # {% include ["a.j2", "b.j2"] %} tries each in turn
-                names = target.items if isinstance(target, nodes.List | nodes.Tuple) else [target]
-                if not all(isinstance(t, nodes.Const) and isinstance(t.value, str) for t in names):
+            for ref in self.parse(name).refs:
+                if ref.names is None:
                     # Only the templates a build can see being used are shipped in the manifest.
-                    problems.append(Problem(rel_path(name), node.lineno,
+                    problems.append(Problem(rel_path(name), ref.line,
                                             "template names must be literal strings, e.g. {% include "
                                             "\"part.j2\" %}: the build ships only the templates it sees used"))
                     continue
-                found = [self.env.join_path(t.value, name) for t in names]  # type: ignore[union-attr]
+                found = [self.env.join_path(t, name) for t in ref.names]
                 todo += [r for r in found if r in self.sources]
-                if not any(r in self.sources for r in found) and not getattr(node, "ignore_missing", False):
-                    problems.append(Problem(rel_path(name), node.lineno,
-                                            f"template {names[0].value!r} not found in "  # type: ignore[union-attr]
+                if not any(r in self.sources for r in found) and not ref.ignore_missing:
+                    problems.append(Problem(rel_path(name), ref.line,
+                                            f"template {ref.names[0]!r} not found in "
                                             f"bots/{name.split('/')[0]}/ or bots/{SHARED_DIR}/"))
 
 
-def _declared_names(tree: nodes.Template) -> set[str]:
-    """Names the template itself binds: set, for, macro, import targets and macro args."""
-    names: set[str] = set()
-    for node in tree.find_all(nodes.Name):
-        if node.ctx in ("store", "param"):
-            names.add(node.name)
-    for macro in tree.find_all(nodes.Macro):
-        names.add(macro.name)
-    for imp in tree.find_all(nodes.Import):
-        names.add(imp.target)
-    for from_imp in tree.find_all(nodes.FromImport):
-        for item in from_imp.names:
-            names.add(item[1] if isinstance(item, tuple) else item)
-    names.update({"loop", "caller", "varargs", "kwargs", "super", "self"})
-    return names
+def _facts(tree: nodes.Template) -> tuple[list[Ref], list[tuple[str, int]]]:
+    """One walk of `tree` (in source order): its includes, imports and extends, and each name it reads
+    without binding it (set, for, macro, import targets and macro args), with the line of its first use."""
+    refs: list[Ref] = []
+    loads: list[tuple[str, int]] = []
+    declared = {"loop", "caller", "varargs", "kwargs", "super", "self"}
+    todo: list[nodes.Node] = [tree]
+    while todo:
+        node = todo.pop()
+        todo.extend(reversed(list(node.iter_child_nodes())))
+        if isinstance(node, nodes.Name):
+            if node.ctx in ("store", "param"):
+                declared.add(node.name)
+            elif node.ctx == "load":
+                loads.append((node.name, node.lineno))
+        elif isinstance(node, nodes.Macro):
+            declared.add(node.name)
+        elif isinstance(node, nodes.Import):
+            declared.add(node.target)
+        elif isinstance(node, nodes.FromImport):
+            declared.update(item[1] if isinstance(item, tuple) else item for item in node.names)
+        if isinstance(node, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
+            target = getattr(node, "template", None)
+            # {% include ["a.j2", "b.j2"] %} tries each in turn
+            names = target.items if isinstance(target, nodes.List | nodes.Tuple) else [target]
+            literal = all(isinstance(t, nodes.Const) and isinstance(t.value, str) for t in names)
+            refs.append(Ref(node.lineno, tuple(t.value for t in names) if literal else None,  # type: ignore[union-attr]
+                            bool(getattr(node, "ignore_missing", False))))
+    seen: set[str] = set()
+    unbound = []
+    for name, line in loads:  # a name bound anywhere in the file counts as bound, as before
+        if name not in declared and name not in seen:
+            seen.add(name)  # report each name once per file
+            unbound.append((name, line))
+    return refs, unbound
 
 
 T = TypeVar("T")
@@ -254,17 +323,18 @@ async def render_off_loop(fn: Callable[..., T], *args: Any) -> T:
 
 
 class _MappingLoader(BaseLoader):
-    """A loader over the library's dict; `uptodate` notices when dev swaps a source."""
+    """A loader over the library's sources, compiling from the tree the checks parsed; `uptodate`
+    notices when dev swaps a source."""
 
-    def __init__(self, sources: dict[str, str]) -> None:
-        self.sources = sources
+    def __init__(self, library: PromptLibrary) -> None:
+        self.library = library
 
     def load(self, environment: Any, name: str, globals: Any = None) -> Any:
-        if name not in self.sources:
+        sources = self.library.sources
+        if name not in sources:
             raise TemplateNotFound(name)
-        source = self.sources[name]
-        code = environment.compile(source, name, rel_path(name))
-        sources = self.sources
+        source = sources[name]
+        code = environment.compile(self.library.tree(name, source), name, rel_path(name))
 
         def uptodate() -> bool:
             return sources.get(name) is source

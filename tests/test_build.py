@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from polybot.build import build
+from polybot.build import CACHE, build
 from polybot.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """What a build wrote that is committed (its stat record in .polybot-cache/ is ignored by git)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and CACHE not in p.parts}
 
 
 def test_the_repository_build_is_up_to_date() -> None:
@@ -96,12 +98,17 @@ def test_deleted_output_is_rendered_again(project: Path) -> None:
     assert (out / "prompts/Echo.md").exists()
 
 
-def test_shared_partial_or_providers_change_rerenders_everything(project: Path) -> None:
+def test_a_shared_partial_rerenders_its_includers_and_providers_toml_everything(project: Path) -> None:
     out = project / "build"
     build(project, out)
     bots = len([p for p in (project / "bots").iterdir() if not p.name.startswith("_")])
+    includers = {p.parent.name for p in (project / "bots").glob("[!_]*/*.j2") if "style.j2" in p.read_text()}
+    assert 0 < len(includers) < bots
+    before = {p.name: p.read_text() for p in (out / "prompts").iterdir()}
     (project / "bots/_shared/style.j2").write_text("Be brief.\n")
-    assert build(project, out).rendered == bots
+    assert build(project, out).rendered == len(includers)
+    after = {p.name: p.read_text() for p in (out / "prompts").iterdir()}
+    assert {n.removesuffix(".md") for n in before if before[n] != after[n]} == includers
     with (project / "providers.toml").open("a") as f:
         f.write("\n# a comment\n")
     assert build(project, out).rendered == bots

@@ -21,6 +21,28 @@ class Options:
     allow_host: list[str] = field(default_factory=list)
 
 
+#: How long dev compiles before it starts serving; what is left compiles in the background.
+FIRST_SECONDS = 0.1
+#: How many bot URLs the start banner lists; the playground lists them all.
+BANNER_URLS = 3
+
+
+def banner(workspace: LiveBuild, host: str, port: int) -> None:
+    """What dev serves, at any size: a count, the first few URLs, the playground."""
+    names = sorted(set(workspace.runtimes) | workspace.pending)
+    later = len(workspace.pending)
+    print(f"polybot dev: serving {plural(len(names), 'bot')}"
+          f"{f' ({later} compiling in the background)' if later else ''}, watching bots/, providers.toml "
+          "and .env", file=sys.stderr)
+    for name in names[:BANNER_URLS]:
+        print(f"  http://{host}:{port}/{name}", file=sys.stderr)
+    if len(names) > BANNER_URLS:
+        print(f"  ... and {len(names) - BANNER_URLS} more: http://{host}:{port}/<Name>, listed in the playground",
+              file=sys.stderr)
+    # The playground answers loopback names only, whatever --host is.
+    print(f"playground: http://127.0.0.1:{port}/    (Ctrl-C to stop)", file=sys.stderr)
+
+
 def run(options: Options) -> int:
     from polybot.app import BotServer
     from polybot.openai_api import mount_openai
@@ -37,17 +59,17 @@ def run(options: Options) -> int:
     workspace = LiveBuild(root, on_put=server.put, on_remove=server.remove)
     playground = Playground(workspace, access)
     playground.mount(server.app)
-    first = workspace.refresh()
+    server.ensure = workspace.ensure  # a request for a bot not compiled yet compiles it first
+    workspace.load()
+    if access.bound_off_loopback:
+        workspace.settle()  # which bots answer other machines is printed before serving
+    else:
+        workspace.settle(FIRST_SECONDS)  # the rest compile in the background, or when asked for
+    first = workspace.finish()
     binding_warning(access, [n for n, b in server.bots.items() if not b.access_key])
     playground.publish(first)
     report(Refresh(problems=first.problems, kept=first.kept))
-    base = f"http://{options.host}:{options.port}"
-    print(f"polybot dev: serving {plural(len(workspace.runtimes), 'bot')}, watching bots/, providers.toml "
-          "and .env", file=sys.stderr)
-    for name in sorted(workspace.runtimes):
-        print(f"  {base}/{name}", file=sys.stderr)
-    # The playground answers loopback names only, whatever --host is.
-    print(f"playground: http://127.0.0.1:{options.port}/    (Ctrl-C to stop)", file=sys.stderr)
+    banner(workspace, options.host, options.port)
     configure("readable")
 
     async def main() -> int:
