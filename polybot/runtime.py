@@ -90,8 +90,10 @@ class Runtime:
                 yield refused
                 return
             info = info or ReplyInfo()
+        fields = {"user_id": request.user_id, "conversation_id": request.conversation_id,
+                  "message_id": request.message_id, "prompt": last_user_text(request)}
         async for event in stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
-                                        info=info, tools=tools):
+                                        info=info, tools=tools, fields=fields):
             yield event
         if meter is not None and info is not None and info.outcome in ("ok", "truncated"):
             await meter.capture(request, info.usage)
