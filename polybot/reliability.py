@@ -194,7 +194,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
     outcome = "error"
     used = chain[0]
     # For the reply store and the trace: each provider call and tool call, and the text the user saw.
-    calls: list[dict[str, Any]] = []
+    provider_calls: list[dict[str, Any]] = []
     tool_calls: list[dict[str, Any]] = []
     text: list[str] = []
     try:
@@ -205,7 +205,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             except Exception as exc:  # noqa: BLE001 - e.g. an SDK that failed to import
                 failures.append(_Failure(f"provider {step.provider!r} is unavailable: "
                                          f"{type(exc).__name__}", retryable=False))
-                calls.append(_ended(_call(step, started), started, None, "error", failures[-1].message))
+                provider_calls.append(_ended(_call(step, started), started, None, "error", failures[-1].message))
                 stale = sent
                 continue
             config = provider.config
@@ -214,7 +214,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                 attempts += 1
                 usage = Usage()
                 call = _call(step, started)
-                calls.append(call)
+                provider_calls.append(call)
                 replacing = stale  # a retry or failover after text was sent replaces the partial reply
                 this_attempt_sent = False
                 quote = _Quote()
@@ -323,7 +323,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             outcome = "refused"
         yield _final_error(failures, sent)
     finally:
-        for call in calls:
+        for call in provider_calls:
             if "ms" not in call:  # the client went away mid-call
                 _ended(call, started, usage, "cancelled")
         record = {
@@ -334,7 +334,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             "finish_reason": usage.finish_reason,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
-            "calls": calls, "tool_calls": tool_calls, **(fields or {}), "response": "".join(text),
+            "calls": provider_calls, "tool_calls": tool_calls, **(fields or {}), "response": "".join(text),
         }
         if info is not None:
             info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
@@ -353,6 +353,15 @@ def emit_reply(record: Mapping[str, Any]) -> None:
     `reply` carries the fields for formatters (dev's readable line) and the reply store; the message
     is the JSON line, without message text (CONTENT_KEYS)."""
     log.info("%s", json.dumps({k: v for k, v in record.items() if k not in CONTENT_KEYS}), extra={"reply": record})
+
+
+def emit_report(event: str, bot: str, report: fp.ReportFeedbackRequest | fp.ReportReactionRequest) -> None:
+    """Log one of Poe's reports on a reply (`feedback`: like / dislike, `reaction`) on `polybot.reply`,
+    where the reply store joins it to the reply by message id."""
+    value = report.feedback_type if isinstance(report, fp.ReportFeedbackRequest) else report.reaction
+    record = {"event": event, "ts": time.time(), "bot": bot, "value": value, "user_id": report.user_id,
+              "conversation_id": report.conversation_id, "message_id": report.message_id}
+    log.info("%s", json.dumps(record), extra={"reply": record})
 
 
 def _call(step: Step, started: float) -> dict[str, Any]:

@@ -23,9 +23,10 @@ class Options:
 
 def run(options: Options) -> int:
     from polybot.app import BotServer
+    from polybot.config import load_settings
     from polybot.openai_api import mount_openai
     from polybot.playground import Playground
-    from polybot.replylog import configure
+    from polybot.replylog import configure, observe
     from polybot.security import DevAccess, binding_warning
 
     root: Path = options.project
@@ -49,6 +50,8 @@ def run(options: Options) -> int:
     # The playground answers loopback names only, whatever --host is.
     print(f"playground: http://127.0.0.1:{options.port}/    (Ctrl-C to stop)", file=sys.stderr)
     configure("readable")
+    # polybot.toml's [logs] is read once: a change to it takes a restart.
+    replies = observe(root, load_settings(root)[0], lambda: workspace.pool.configs, dev=True)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -60,6 +63,8 @@ def run(options: Options) -> int:
             watcher.cancel()
             await workspace.pool.aclose()
             await playground.aclose()
+            if replies is not None:
+                replies.close()
 
     try:
         return asyncio.run(main())
