@@ -120,7 +120,9 @@ def _report(report: Mapping[str, Any]) -> str:
 
 
 def _usd(value: float) -> str:
-    return f"${value:.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+    if value == 0:
+        return "$0"
+    return f"${value:.2f}" if value >= 0.01 else f"${value:.6f}".rstrip("0")
 
 
 def as_json(rows: Sequence[Mapping[str, Any]]) -> str:
