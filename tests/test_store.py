@@ -299,3 +299,10 @@ def test_several_writers_share_one_file(tmp_path: Path) -> None:
     for w in writers:
         w.close()
     assert len({r["message_id"] for r in rows(path)}) == 300
+
+
+def test_init_ignores_the_store(tmp_path: Path) -> None:
+    from polybot.cli import main
+
+    assert main(["init", str(tmp_path / "mine")]) == 0
+    assert ".polybot/" in (tmp_path / "mine" / ".gitignore").read_text().splitlines()
