@@ -152,7 +152,11 @@ class ReplyStore(logging.Handler):
             return
         self._queue.put(reply)
 
-    def flush(self, timeout: float = 10.0) -> None:
+    # logging's own flush() and close() stay the no-ops they are: uvicorn's dictConfig calls them on
+    # every handler while holding logging's lock, which the writer may need (a deadlock), and the
+    # store must outlive that. `drain` and `stop` are the store's own.
+
+    def drain(self, timeout: float = 10.0) -> None:
         """Wait until every record queued so far is written (or has failed to be)."""
         if not self._thread.is_alive():
             return
@@ -160,13 +164,12 @@ class ReplyStore(logging.Handler):
         self._queue.put(marker)
         marker.done.wait(timeout)
 
-    def close(self) -> None:
-        """Write what is queued and stop the writer (idempotent)."""
+    def stop(self) -> None:
+        """Write what is queued and stop the writer (idempotent); the handler leaves `polybot.reply`."""
+        logging.getLogger(REPLY_LOGGER).removeHandler(self)
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout=10.0)
-        logging.getLogger(REPLY_LOGGER).removeHandler(self)
-        super().close()
 
     # --- the writer thread ------------------------------------------------------------------
 
@@ -307,7 +310,7 @@ def install(root: Path, settings: LogsSettings, *, dev: bool, price: Pricer | No
     logger.setLevel(logging.INFO)
     import atexit
 
-    atexit.register(store.close)
+    atexit.register(store.stop)
     return store
 
 

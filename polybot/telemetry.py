@@ -58,7 +58,7 @@ def install(environ: Mapping[str, str] | None = None) -> Telemetry | None:
     logger.setLevel(logging.INFO)
     import atexit
 
-    atexit.register(telemetry.close)
+    atexit.register(telemetry.shutdown)
     return telemetry
 
 
@@ -197,14 +197,17 @@ class Telemetry(logging.Handler):
         if r.get("ttft_ms") is not None:
             self.first_chunk.record(r["ttft_ms"] / 1000, ended)
 
-    def flush(self, timeout_millis: int = 10_000) -> None:
-        """Export everything recorded so far (tests; shutdown)."""
+    # Not logging's flush() / close(): uvicorn's dictConfig calls those on every handler at start-up.
+
+    def force_flush(self, timeout_millis: int = 10_000) -> None:
+        """Export everything recorded so far."""
         if self.traces is not None:
             self.traces.force_flush(timeout_millis)
         if self.meters is not None:
             self.meters.force_flush(timeout_millis)
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
+        """Export what is left and stop the exporters (idempotent)."""
         logging.getLogger(REPLY_LOGGER).removeHandler(self)
         traces, meters = self.traces, self.meters
         self.traces = self.meters = None
@@ -212,7 +215,6 @@ class Telemetry(logging.Handler):
             traces.shutdown()
         if meters is not None:
             meters.shutdown()
-        super().close()
 
 
 def _attributes(r: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def project(tmp_path: Path) -> Path:
     handler = ReplyStore(tmp_path / ".polybot" / "logs.db", content=True, linger=0, max_days=1e6)
     for row in ROWS:
         handler.emit(logging.makeLogRecord({"reply": row}))
-    handler.close()
+    handler.stop()
     return tmp_path
 
 

@@ -100,9 +100,9 @@ async def test_a_failed_over_reply_with_a_tool_call_is_one_row_with_its_detail(
     try:
         events = [e async for e in rt.respond(request(("user", "Weather in Oslo?")))]
         await rt.pool.aclose()
-        handler.flush()
+        handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     assert not any(isinstance(e, fp.ErrorResponse) for e in events)
     [row] = rows(path)
     assert {k: row[k] for k in ("bot", "provider", "model", "outcome", "finish_reason", "attempts", "fallback",
@@ -137,9 +137,9 @@ async def test_message_text_only_where_the_owner_opts_in(tmp_path: Path, capsys:
     assert handler is not None
     try:
         answer = await echo_reply(tmp_path, "a private question")
-        handler.flush()
+        handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     [row] = rows(tmp_path / ".polybot" / "logs.db")
     assert (row["prompt"], row["response"]) == (("a private question", answer) if kept else (None, None))
     # The JSON log line on stderr never carries message text.
@@ -160,9 +160,9 @@ async def test_records_without_a_provider_call_land_too_limited_and_cached(tmp_p
         emit_reply(record(outcome="limited", attempts=0, ttft_ms=None, input_tokens=None, output_tokens=None,
                           user_id="u1", conversation_id="c1", message_id="m1"))
         emit_reply(record(cached=True, message_id="m2"))
-        handler.flush()
+        handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     assert [(r["outcome"], r["cached"], r["message_id"]) for r in rows(path)] == [("limited", 0, "m1"),
                                                                                   ("ok", 1, "m2")]
 
@@ -185,9 +185,9 @@ async def test_poe_feedback_and_reactions_join_their_reply(tmp_path: Path) -> No
             for body in ({"type": "report_feedback", "feedback_type": "like"},
                          {"type": "report_reaction", "reaction": "heart"}):
                 assert (await client.post("/Echo", json={**base, **body})).status_code == 200
-        handler.flush()
+        handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     conn = open_store(tmp_path, LogsSettings())
     [reply] = load(conn, Filters(), None)
     conn.close()
@@ -204,9 +204,9 @@ def test_retention_keeps_the_newest_rows_and_none_too_old(tmp_path: Path, monkey
         emit_reply(record(ts=now - 2 * 86400, message_id="old"))
         for i in range(5):
             emit_reply(record(ts=now, message_id=f"new{i}"))
-            handler.flush()
+            handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     assert [r["message_id"] for r in rows(path)] == ["new2", "new3", "new4"]
 
 
@@ -217,22 +217,22 @@ def test_a_locked_store_never_holds_a_reply_says_so_once_and_catches_up(
     handler = attach(path, busy_timeout=0.05)
     try:
         emit_reply(record(message_id="before"))
-        handler.flush()
+        handler.drain()
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")  # another process writing, or stuck
         started = time.perf_counter()
         emit_reply(record(message_id="while1"))
         emit_reply(record(message_id="while2"))
         assert time.perf_counter() - started < 0.05  # queued, never waited on
-        handler.flush()
+        handler.drain()
         emit_reply(record(message_id="while3"))
-        handler.flush()
+        handler.drain()
         other.execute("ROLLBACK")
         other.close()
         emit_reply(record(message_id="after"))
-        handler.flush()
+        handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "locked" in warnings[0] and str(path) in warnings[0], warnings
     assert [r["message_id"] for r in rows(path)] == ["before", "while1", "while2", "while3", "after"]
@@ -250,9 +250,9 @@ async def test_a_corrupt_store_says_so_once_and_replies_go_on(tmp_path: Path,
     try:
         for text in ("one", "two"):
             assert await echo_reply(tmp_path, text)
-            handler.flush()
+            handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "not a usable SQLite database" in warnings[0] and "move the file aside" in \
         warnings[0], warnings
@@ -275,9 +275,9 @@ def test_a_full_store_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     try:
         for i in range(3):
             emit_reply(record(message_id=f"m{i}", calls=[{"error": "x" * 5000}]))  # each row needs a new page
-            handler.flush()
+            handler.drain()
     finally:
-        handler.close()
+        handler.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "full" in warnings[0], warnings
 
@@ -297,7 +297,7 @@ def test_several_writers_share_one_file(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     for w in writers:
-        w.close()
+        w.stop()
     assert len({r["message_id"] for r in rows(path)}) == 300
 
 
@@ -306,3 +306,28 @@ def test_init_ignores_the_store(tmp_path: Path) -> None:
 
     assert main(["init", str(tmp_path / "mine")]) == 0
     assert ".polybot/" in (tmp_path / "mine" / ".gitignore").read_text().splitlines()
+
+
+def test_the_store_outlives_uvicorns_logging_config(tmp_path: Path) -> None:
+    """uvicorn's dictConfig flushes and closes every handler under logging's lock: the store must
+    neither deadlock there nor stop writing (found by bench/store_bench.py: serve hung at start-up)."""
+    import logging.config
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    path = tmp_path / "logs.db"
+    handler = attach(path, price=lambda r: None)  # a writer busy importing at the moment dictConfig runs
+    done = threading.Event()
+
+    def configure() -> None:
+        logging.config.dictConfig(LOGGING_CONFIG)
+        done.set()
+
+    threading.Thread(target=configure, daemon=True).start()
+    assert done.wait(5), "dictConfig deadlocked on the store"
+    try:
+        emit_reply(record(message_id="after-config"))
+        handler.drain()
+    finally:
+        handler.stop()
+    assert [r["message_id"] for r in rows(path)] == ["after-config"]

@@ -101,9 +101,9 @@ async def test_a_reply_is_one_span_with_a_child_per_attempt_and_tool_call_and_ge
     try:
         events = [e async for e in rt.respond(request(("user", "Weather in Oslo, privately?")))]
         await rt.pool.aclose()
-        handler.flush()
+        handler.force_flush()
     finally:
-        handler.close()
+        handler.shutdown()
     assert not any(isinstance(e, fp.ErrorResponse) for e in events)
     spans = receiver.spans()
     [root] = [s for s in spans if s.name == "reply Tooly"]
@@ -154,7 +154,7 @@ def test_without_an_endpoint_nothing_is_installed_or_imported(tmp_path: Path) ->
         "from polybot.replylog import observe\n"
         "from polybot.config import ProjectSettings\n"
         f"store = observe(pathlib.Path({str(tmp_path)!r}), ProjectSettings(), dict, dev=False)\n"
-        "store.close()\n"
+        "store.stop()\n"
         "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -64,7 +64,7 @@ def run(options: Options) -> int:
             await workspace.pool.aclose()
             await playground.aclose()
             if replies is not None:
-                replies.close()
+                replies.stop()
 
     try:
         return asyncio.run(main())
