@@ -57,8 +57,9 @@ Event = fp.PartialResponse | fp.ErrorResponse
 #: fastapi_poe's ErrorType values.
 POE_ERROR_TYPES = frozenset(get_args(ErrorType))
 
-#: Record keys holding message text: kept in memory for the reply store (which stores them only
-#: where `[logs] content` allows), never in the JSON log line.
+#: Message text (the user's last message, the reply): never in the record or its JSON line; it
+#: travels beside it (`emit_reply(content=...)`) to the reply store, which keeps it only where
+#: `[logs] content` allows.
 CONTENT_KEYS = frozenset({"prompt", "response"})
 
 #: Shown after a reply the provider cut at its token limit (SPEC §6 `truncated`).
@@ -268,10 +269,10 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                                                    "(max_tool_rounds in bot.toml) without an answer",
                                                    allow_retry=True)
                             return
-                        ran = time.monotonic()
+                        ran = _ms(time.monotonic() - started)
                         results = await box.run(calls)
-                        tool_calls += [{"name": r.call.name, "ok": r.ok, "start_ms": _ms(ran - started),
-                                        "ms": _ms(time.monotonic() - ran)} for r in results]
+                        tool_calls += [{"name": r.call.name, "ok": r.ok, "start_ms": ran,
+                                        "ms": _ms(time.monotonic() - started) - ran} for r in results]
                         for result in results:
                             yield ToolActivity(text="", tool=result.call.name, arguments=result.call.arguments,
                                                result=result.content, ok=result.ok)
@@ -334,7 +335,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             "finish_reason": usage.finish_reason,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
-            "calls": provider_calls, "tool_calls": tool_calls, **(fields or {}), "response": "".join(text),
+            "calls": provider_calls, "tool_calls": tool_calls,
+            **{k: v for k, v in (fields or {}).items() if k not in CONTENT_KEYS},
         }
         if info is not None:
             info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
@@ -345,14 +347,14 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             info.failures = [f.message for f in failures]
             if failures:
                 info.status, info.retry_after = failures[-1].status, failures[-1].retry_after
-        emit_reply(record)
+        emit_reply(record, content={"prompt": (fields or {}).get("prompt"), "response": "".join(text)})
 
 
-def emit_reply(record: Mapping[str, Any]) -> None:
+def emit_reply(record: Mapping[str, Any], content: Mapping[str, str | None] | None = None) -> None:
     """Log one reply's record on `polybot.reply`: every reply, whatever answered it, goes through here.
     `reply` carries the fields for formatters (dev's readable line) and the reply store; the message
-    is the JSON line, without message text (CONTENT_KEYS)."""
-    log.info("%s", json.dumps({k: v for k, v in record.items() if k not in CONTENT_KEYS}), extra={"reply": record})
+    is the JSON line. `content` (CONTENT_KEYS) goes to the reply store only, never into the line."""
+    log.info("%s", json.dumps(record), extra={"reply": record, "reply_content": content or {}})
 
 
 def emit_report(event: str, bot: str, report: fp.ReportFeedbackRequest | fp.ReportReactionRequest) -> None:

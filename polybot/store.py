@@ -150,7 +150,8 @@ class ReplyStore(logging.Handler):
                 log.warning("reply store %s: %d records wait to be written; dropping new ones until it "
                             "catches up", self.path, MAX_QUEUED)
             return
-        self._queue.put(reply)
+        content = getattr(record, "reply_content", None) if self.content else None
+        self._queue.put({**reply, **content} if content else reply)
 
     # logging's own flush() and close() stay the no-ops they are: uvicorn's dictConfig calls them on
     # every handler while holding logging's lock, which the writer may need (a deadlock), and the
