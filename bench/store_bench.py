@@ -63,7 +63,7 @@ def main() -> None:
                 proc = start(cmd, port, {"FAKE_KEY": "k"})
                 try:
                     # 2 s at the rate first, not measured: one-time costs (the store's writer imports
-                    # genai-prices, 0.35-1.5 s of CPU, as the first reply is priced) stay out of the steady state.
+                    # genai-prices, 0.35-1.5 s of CPU, when it prices the first reply) stay out of the steady state.
                     asyncio.run(measure(f"http://127.0.0.1:{port}/Stream", False, args.rate, 2))
                     lat, bad = asyncio.run(measure(f"http://127.0.0.1:{port}/Stream", False, args.rate, args.seconds))
                 finally:

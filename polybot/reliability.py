@@ -328,14 +328,14 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             if "ms" not in call:  # the client went away mid-call
                 _ended(call, started, usage, "cancelled")
         record = {
-            "event": "reply", "ts": time.time(), "bot": bot, "provider": used.provider, "model": used.request.model,
+            "event": "reply", "bot": bot, "provider": used.provider, "model": used.request.model,
             "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome, "tool_rounds": rounds,
             "ttft_ms": None if first_token is None else round(first_token * 1000),
             "duration_ms": round((time.monotonic() - started) * 1000),
             "finish_reason": usage.finish_reason,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
-            "calls": provider_calls, "tool_calls": tool_calls,
+            "calls": provider_calls, "tool_calls": tool_calls, "ts": time.time(),
             **{k: v for k, v in (fields or {}).items() if k not in CONTENT_KEYS},
         }
         if info is not None:

@@ -175,8 +175,6 @@ class ReplyStore(logging.Handler):
     # --- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        if self.price is not None:
-            _warm_prices()
         stopping = False
         while not stopping:
             items = [self._queue.get()]
@@ -271,14 +269,6 @@ def _report_row(r: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str)
-
-
-def _warm_prices() -> None:
-    """Import genai-prices here, in the writer, before the first reply needs it (0.35 s of imports)."""
-    try:
-        import genai_prices  # noqa: F401
-    except Exception:  # noqa: BLE001 - costs.reply_cost says what is wrong when it is needed
-        pass
 
 
 def pricer(providers: Callable[[], Mapping[str, ProviderConfig]],
