@@ -10,7 +10,7 @@ from typing import Any
 import fastapi_poe as fp
 from sse_starlette import ServerSentEvent
 
-from polybot.reliability import ToolActivity
+from polybot.reliability import ToolActivity, emit_report
 from polybot.runtime import Runtime
 
 log = logging.getLogger("polybot")
@@ -42,10 +42,12 @@ class PolyPoeBot(fp.PoeBot):
 
     async def on_feedback_with_context(self, feedback_request: fp.ReportFeedbackRequest,
                                        context: fp.RequestContext) -> None:
+        emit_report("feedback", self.runtime.spec.name, feedback_request)
         await self.runtime.report("on_feedback", feedback_request)
 
     async def on_reaction_with_context(self, reaction_request: fp.ReportReactionRequest,
                                        context: fp.RequestContext) -> None:
+        emit_report("reaction", self.runtime.spec.name, reaction_request)
         await self.runtime.report("on_reaction", reaction_request)
 
     async def on_error_with_context(self, error_request: fp.ReportErrorRequest, context: fp.RequestContext) -> None:

@@ -68,6 +68,16 @@ def positive(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number but received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _parser() -> Parser:
     parser = Parser(prog="polybot", description="A folder of plain files -> Poe server bots.",
                     formatter_class=_Formatter,
@@ -176,6 +186,19 @@ def _parser() -> Parser:
     p.add_argument("--record", action="store_true",
                    help="call the real providers (keys from the environment or .env) and write recordings")
     p.add_argument("--junit", type=Path, default=None, metavar="PATH", help="also write a JUnit XML report")
+
+    p = command(sub, "logs", "the replies the reply store kept, newest last; `logs stats`: numbers per bot",
+                "logs", "polybot logs -n 5 --bot Haiku\npolybot logs --outcome error --since 1h\n"
+                "polybot logs stats --since 7d")
+    p.add_argument("action", nargs="?", choices=["list", "stats"], default="list",
+                   help="list replies, or stats per bot (default: list)")
+    p.add_argument("-n", type=count, default=20, metavar="N", help="the newest N replies (0: all)")
+    p.add_argument("--bot", metavar="NAME", help="only this bot's replies")
+    p.add_argument("--outcome", metavar="O", help="only replies that ended so: ok, truncated, refused, tool_call, "
+                   "error, limited")
+    p.add_argument("--since", metavar="WHEN", help="only replies since then: 30m, 1h, 7d ago or a UTC date")
+    p.add_argument("--conversation", metavar="ID", help="only this conversation's replies")
+    p.add_argument("--json", action="store_true", help="print JSON instead")
 
     deploy = sub.add_parser("deploy", help="deploy the build", description="deploy the build")
     group = deploy.add_subparsers(dest="deploy_target", required=True, metavar="TARGET", parser_class=Parser)

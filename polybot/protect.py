@@ -23,7 +23,7 @@ from polybot.limits import Caps, Limiter, caps_for
 from polybot.manifest import BotSpec
 from polybot.providers.base import Usage
 from polybot.redisconn import REDIS_ENV, RedisLink
-from polybot.reliability import Event, ProviderPool, ReplyInfo, Step, emit_reply
+from polybot.reliability import CONTENT_KEYS, Event, ProviderPool, ReplyInfo, Step, emit_reply
 
 log = logging.getLogger("polybot")
 
@@ -41,14 +41,15 @@ class Protection:
         self.cache = ResponseCache(self.link)
 
     def gate(self, spec: BotSpec, request: fp.QueryRequest, chain: Sequence[Step],
-             pool: ProviderPool) -> Gate | None:
-        """The gate of one reply, or None when no cap and no cache applies to this bot."""
+             pool: ProviderPool, fields: Mapping[str, Any] | None = None) -> Gate | None:
+        """The gate of one reply, or None when no cap and no cache applies to this bot. `fields`
+        go into the record of a reply the gate answers (ids, and the prompt for the reply store)."""
         caps = caps_for(self.settings.limits, spec.limits)
         cache = spec.cache or self.settings.cache
         key = cache_key(spec.name, chain) if cache.enabled else None
         if not caps.counting and key is None:
             return None
-        return Gate(self, spec.name, request.user_id, caps, cache, key, chain, pool)
+        return Gate(self, spec.name, request.user_id, caps, cache, key, chain, pool, fields or {})
 
     async def aclose(self) -> None:
         await self.limiter.aclose()
@@ -58,9 +59,9 @@ class Gate:
     """One reply's checks: before it (limits, cache) and after it (charges, cache)."""
 
     def __init__(self, protection: Protection, bot: str, user: str, caps: Caps, cache: CacheSettings,
-                 key: str | None, chain: Sequence[Step], pool: ProviderPool) -> None:
+                 key: str | None, chain: Sequence[Step], pool: ProviderPool, fields: Mapping[str, Any]) -> None:
         self.protection, self.bot, self.user, self.caps = protection, bot, user, caps
-        self.cache, self.key, self.chain, self.pool = cache, key, chain, pool
+        self.cache, self.key, self.chain, self.pool, self.fields = cache, key, chain, pool, fields
         self.started = time.monotonic()
         self.text: list[str] = []
 
@@ -72,14 +73,16 @@ class Gate:
             if refusal is not None:
                 info.outcome, info.status, info.retry_after = "limited", refusal.status, refusal.retry_after
                 info.code = refusal.code
-                self._log("limited", self.chain[0].provider, self.chain[0].request.model, cached=False)
+                self._log("limited", self.chain[0].provider, self.chain[0].request.model, cached=False,
+                          response=refusal.message)
                 return fp.ErrorResponse(text=refusal.message, allow_retry=refusal.allow_retry)
         if self.key is not None:
             cached = await self.protection.cache.get(self.key)
             if cached is not None:
                 info.outcome, info.provider, info.model = "ok", cached.provider, cached.model
                 info.usage = Usage(finish_reason=cached.finish_reason)
-                self._log("ok", cached.provider, cached.model, cached=True, finish_reason=cached.finish_reason)
+                self._log("ok", cached.provider, cached.model, cached=True, finish_reason=cached.finish_reason,
+                          response=cached.text)
                 return fp.PartialResponse(text=cached.text)
         return None
 
@@ -114,12 +117,14 @@ class Gate:
             reply = CachedReply("".join(self.text), info.provider, info.model, usage.finish_reason)
             await self.protection.cache.put(self.key, reply, self.cache.ttl)
 
-    def _log(self, outcome: str, provider: str, model: str, *, cached: bool, finish_reason: str | None = None) -> None:
+    def _log(self, outcome: str, provider: str, model: str, *, cached: bool, response: str,
+             finish_reason: str | None = None) -> None:
         record: dict[str, Any] = {
             "event": "reply", "bot": self.bot, "provider": provider, "model": model, "attempts": 0,
             "fallback": False, "outcome": outcome, "tool_rounds": 0, "ttft_ms": None,
             "duration_ms": round((time.monotonic() - self.started) * 1000), "finish_reason": finish_reason,
             "input_tokens": None, "output_tokens": None, "reasoning_tokens": None, "cached_tokens": None,
-            "cached": cached,
+            "cached": cached, "calls": [], "tool_calls": [], "ts": time.time(),
+            **{k: v for k, v in self.fields.items() if k not in CONTENT_KEYS},
         }
-        emit_reply(record)
+        emit_reply(record, content={"prompt": self.fields.get("prompt"), "response": response})

@@ -57,6 +57,11 @@ Event = fp.PartialResponse | fp.ErrorResponse
 #: fastapi_poe's ErrorType values.
 POE_ERROR_TYPES = frozenset(get_args(ErrorType))
 
+#: Message text (the user's last message, the reply): never in the record or its JSON line; it
+#: travels beside it (`emit_reply(content=...)`) to the reply store, which keeps it only where
+#: `[logs] content` allows.
+CONTENT_KEYS = frozenset({"prompt", "response"})
+
 #: Shown after a reply the provider cut at its token limit (SPEC §6 `truncated`).
 TRUNCATED_NOTICE = "\n\n_(This reply was cut short: it reached the model's output limit.)_"
 
@@ -171,8 +176,11 @@ class ToolActivity(fp.PartialResponse):
 
 async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                        show_thinking: bool = False, info: ReplyInfo | None = None,
-                       tools: Tools | None = None) -> AsyncGenerator[Event, None]:
+                       tools: Tools | None = None,
+                       fields: Mapping[str, Any] | None = None) -> AsyncGenerator[Event, None]:
     """Stream one whole reply from the first step that succeeds; `info` is filled in at the end.
+    `fields` (what the caller knows: user, conversation and message ids, the prompt) go into the
+    reply's record.
 
     With `tools`, a reply that ends in tool calls runs them and asks the same provider again, up
     to `max_rounds` times. Tool rounds already done are kept across retries and failover: a call
@@ -189,6 +197,10 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
     first_token: float | None = None
     outcome = "error"
     used = chain[0]
+    # For the reply store and the trace: each provider call and tool call, and the text the user saw.
+    provider_calls: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    text: list[str] = []
     try:
         for step in chain:
             used = step
@@ -197,6 +209,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             except Exception as exc:  # noqa: BLE001 - e.g. an SDK that failed to import
                 failures.append(_Failure(f"provider {step.provider!r} is unavailable: "
                                          f"{type(exc).__name__}", retryable=False))
+                provider_calls.append(_ended(_call(step, started), started, None, "error", failures[-1].message))
                 stale = sent
                 continue
             config = provider.config
@@ -204,6 +217,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             while True:  # attempts, and tool rounds, on this step
                 attempts += 1
                 usage = Usage()
+                call = _call(step, started)
+                provider_calls.append(call)
                 replacing = stale  # a retry or failover after text was sent replaces the partial reply
                 this_attempt_sent = False
                 quote = _Quote()
@@ -223,12 +238,17 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                             if isinstance(event, fp.PartialResponse) and event.text:
                                 replacing = stale = False
                                 sent = this_attempt_sent = True
+                                if event.is_replace_response:
+                                    text.clear()
+                                text.append(event.text)
+                    _ended(call, started, usage, usage.outcome)
                     if usage.outcome == "tool_call":
                         calls = usage.calls or [ToolCall("", n, "") for n in usage.tool_calls]
                         remote = [c for c in calls if c.name in (tools.remote if tools else ())]
                         box = tools.box if tools is not None else None
                         if remote:
                             outcome = "tool_call"  # the caller supplied these tools: it runs them
+                            tool_calls += [{"name": c.name, "remote": True} for c in remote]
                             # Poe's protocol for tool calls: `json` events shaped as chat-completion chunks
                             # (what fastapi_poe's client aggregates into ToolCallDefinitions).
                             deltas = [{"index": i, "id": c.id, "type": "function",
@@ -252,7 +272,10 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                                                    "(max_tool_rounds in bot.toml) without an answer",
                                                    allow_retry=True)
                             return
+                        ran = _ms(time.monotonic() - started)
                         results = await box.run(calls)
+                        tool_calls += [{"name": r.call.name, "ok": r.ok, "start_ms": ran,
+                                        "ms": _ms(time.monotonic() - started) - ran} for r in results]
                         for result in results:
                             yield ToolActivity(text="", tool=result.call.name, arguments=result.call.arguments,
                                                result=result.content, ok=result.ok)
@@ -288,6 +311,7 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
                     failure = _Failure(f"{step.provider} failed unexpectedly ({type(exc).__name__})", True)
                     retry_after = None
                 failures.append(failure)
+                _ended(call, started, usage, "error", failure.message)
                 stale = sent
                 # Retrying a provider that already sent text in this attempt would repeat it: fail
                 # over instead. One that failed before its first chunk may retry: that chunk will
@@ -303,6 +327,9 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             outcome = "refused"
         yield _final_error(failures, sent)
     finally:
+        for call in provider_calls:
+            if "ms" not in call:  # the client went away mid-call
+                _ended(call, started, usage, "cancelled")
         record = {
             "event": "reply", "bot": bot, "provider": used.provider, "model": used.request.model,
             "attempts": attempts, "fallback": used is not chain[0], "outcome": outcome, "tool_rounds": rounds,
@@ -311,6 +338,8 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             "finish_reason": usage.finish_reason,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens, "cached_tokens": usage.cached_tokens,
+            "calls": provider_calls, "tool_calls": tool_calls, "ts": time.time(),
+            **{k: v for k, v in (fields or {}).items() if k not in CONTENT_KEYS},
         }
         if info is not None:
             info.outcome, info.usage, info.provider, info.model = outcome, usage, used.provider, used.request.model
@@ -321,13 +350,44 @@ async def stream_chain(bot: str, chain: Sequence[Step], pool: ProviderPool, *,
             info.failures = [f.message for f in failures]
             if failures:
                 info.status, info.retry_after = failures[-1].status, failures[-1].retry_after
-        emit_reply(record)
+        emit_reply(record, content={"prompt": (fields or {}).get("prompt"), "response": "".join(text)})
 
 
-def emit_reply(record: Mapping[str, Any]) -> None:
+def emit_reply(record: Mapping[str, Any], content: Mapping[str, str | None] | None = None) -> None:
     """Log one reply's record on `polybot.reply`: every reply, whatever answered it, goes through here.
-    `reply` carries the fields for formatters (dev's readable line); the message is the JSON line."""
+    `reply` carries the fields for formatters (dev's readable line) and the reply store; the message
+    is the JSON line. `content` (CONTENT_KEYS) goes to the reply store only, never into the line."""
+    log.info("%s", json.dumps(record), extra={"reply": record, "reply_content": content or {}})
+
+
+def emit_report(event: str, bot: str, report: fp.ReportFeedbackRequest | fp.ReportReactionRequest) -> None:
+    """Log one of Poe's reports on a reply (`feedback`: like / dislike, `reaction`) on `polybot.reply`,
+    where the reply store joins it to the reply by message id."""
+    value = report.feedback_type if isinstance(report, fp.ReportFeedbackRequest) else report.reaction
+    record = {"event": event, "ts": time.time(), "bot": bot, "value": value, "user_id": report.user_id,
+              "conversation_id": report.conversation_id, "message_id": report.message_id}
     log.info("%s", json.dumps(record), extra={"reply": record})
+
+
+def _call(step: Step, started: float) -> dict[str, Any]:
+    """One provider call's entry in the record, opened now (ended by `_ended`)."""
+    return {"provider": step.provider, "model": step.request.model, "start_ms": _ms(time.monotonic() - started)}
+
+
+def _ended(call: dict[str, Any], started: float, usage: Usage | None, outcome: str,
+           error: str | None = None) -> dict[str, Any]:
+    call["ms"] = _ms(time.monotonic() - started) - call["start_ms"]
+    call["outcome"] = outcome
+    if error is not None:
+        call["error"] = error
+    if usage is not None:
+        call.update(finish_reason=usage.finish_reason, input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens)
+    return call
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _event(chunk: Chunk, quote: _Quote, show_thinking: bool, replacing: bool) -> Event | None:

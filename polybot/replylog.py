@@ -1,13 +1,19 @@
 """The reply log (SPEC §6): one record per reply on logger `polybot.reply`, printed by `dev` as one
-readable line and by `serve` as one JSON object per line on stderr."""
+readable line and by `serve` as one JSON object per line on stderr, kept in the reply store and,
+with OTEL_EXPORTER_OTLP_* set, traced (`observe`, docs/logs.md)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from collections.abc import Mapping
-from typing import Any, Literal, TextIO
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+if TYPE_CHECKING:
+    from polybot.config import ProjectSettings, ProviderConfig
+    from polybot.store import ReplyStore
 
 LOGGER = "polybot.reply"
 
@@ -52,6 +58,8 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         reply = getattr(record, "reply", None)
         if self.kind == "readable" and isinstance(reply, Mapping):
+            if reply.get("event", "reply") != "reply":  # Poe's feedback or reaction on a reply
+                return f"{reply['event']}: {reply.get('bot')}  {reply.get('value')}  message {reply.get('message_id')}"
             return "reply: " + readable(reply)
         if reply is not None or self.kind == "readable":
             return record.getMessage()  # the reply's JSON line
@@ -80,3 +88,15 @@ def configure(style: Literal["readable", "json"]) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def observe(root: Path, settings: ProjectSettings, providers: Callable[[], Mapping[str, ProviderConfig]], *,
+            dev: bool) -> ReplyStore | None:
+    """Keep every reply of this process in the project's reply store ([logs], polybot.toml; message
+    text by default in `dev` only) and trace it when OTEL_EXPORTER_OTLP_* is set. `providers()` gives
+    the provider definitions that price a reply, read when its row is written."""
+    from polybot import store, telemetry
+
+    replies = store.install(root, settings.logs, dev=dev, price=store.pricer(providers, settings.limits.prices))
+    telemetry.install()
+    return replies

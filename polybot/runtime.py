@@ -86,7 +86,10 @@ class Runtime:
                   for fb in self.spec.fallback]
         tools = Tools(self.toolbox, frozenset(t.function.name for t in request.tools or ()),
                       self.spec.max_tool_rounds)
-        gate = self.protection.gate(self.spec, request, chain, self.pool) if self.protection is not None else None
+        fields = {"user_id": request.user_id, "conversation_id": request.conversation_id,
+                  "message_id": request.message_id, "prompt": last_user_text(request)}
+        gate = self.protection.gate(self.spec, request, chain, self.pool, fields) \
+            if self.protection is not None else None
         if gate is not None:
             info = info or ReplyInfo()
             answered = await gate.before(info)  # over a limit, or in the cache: no provider call
@@ -103,7 +106,7 @@ class Runtime:
             info = info or ReplyInfo()
         try:
             async with aclosing(stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
-                                             info=info, tools=tools)) as events:
+                                             info=info, tools=tools, fields=fields)) as events:
                 async for event in events:
                     if gate is not None:
                         gate.saw(event)

@@ -59,7 +59,7 @@ _STYLE = '''\
 Today is {{ now.strftime("%A, %d %B %Y") }} (UTC). Answer in a {{ vars.tone | default("clear") }} tone.
 '''
 
-_GITIGNORE = ".env\n__pycache__/\n.venv/\n"
+_GITIGNORE = ".env\n__pycache__/\n.venv/\n.polybot/\n"  # .polybot/: the reply store (docs/logs.md)
 
 _ENV_EXAMPLE = '''\
 # Every polybot command reads .env (never commit it); a variable set in the environment wins.

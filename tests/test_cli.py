@@ -103,7 +103,7 @@ def test_every_command_has_help_with_defaults_and_an_example() -> None:
         for name, sub in action.choices.items():  # type: ignore[union-attr]
             nested = [a for a in sub._actions if isinstance(a, type(action))]
             leaves += [(f"{name} {n}", s) for a in nested for n, s in a.choices.items()] if nested else [(name, sub)]
-    assert len(leaves) == 12  # init new providers-add list build dev serve chat sync test keys deploy-modal
+    assert len(leaves) == 13  # init new providers-add list build dev serve chat sync test keys logs deploy-modal
     for name, sub in leaves:
         text = sub.format_help()
         assert "example:\n  polybot " in text, name

@@ -27,7 +27,11 @@ def blocks(lang: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("page,source", blocks("toml"), ids=lambda v: v if v.endswith(".md") else "")
 def test_toml_examples_are_valid_config(page: str, source: str) -> None:
     data = tomllib.loads(source)
-    if list(data) == ["test"] and isinstance(data["test"], list):  # a tests.toml
+    if source.startswith("# polybot.toml"):
+        from polybot.config import ProjectSettings
+
+        ProjectSettings.model_validate(data)
+    elif list(data) == ["test"] and isinstance(data["test"], list):  # a tests.toml
         from polybot.bottests import TestsFile
 
         TestsFile.model_validate(data)

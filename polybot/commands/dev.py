@@ -45,9 +45,10 @@ def banner(workspace: LiveBuild, host: str, port: int) -> None:
 
 def run(options: Options) -> int:
     from polybot.app import BotServer
+    from polybot.config import load_settings
     from polybot.openai_api import mount_openai
     from polybot.playground import Playground
-    from polybot.replylog import configure
+    from polybot.replylog import configure, observe
     from polybot.security import DevAccess, binding_warning
 
     root: Path = options.project
@@ -71,6 +72,8 @@ def run(options: Options) -> int:
     report(Refresh(problems=first.problems, kept=first.kept))
     banner(workspace, options.host, options.port)
     configure("readable")
+    # polybot.toml's [logs] is read once: a change to it takes a restart.
+    replies = observe(root, load_settings(root)[0], lambda: workspace.pool.configs, dev=True)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -82,6 +85,8 @@ def run(options: Options) -> int:
             watcher.cancel()
             await workspace.pool.aclose()
             await playground.aclose()
+            if replies is not None:
+                replies.stop()
 
     try:
         return asyncio.run(main())

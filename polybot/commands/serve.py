@@ -26,7 +26,7 @@ class Options:
 
 
 def run(options: Options) -> int:
-    from polybot.replylog import configure
+    from polybot.replylog import configure, observe
 
     root: Path = options.project
     load_env(root)
@@ -37,7 +37,8 @@ def run(options: Options) -> int:
           f"{f' ({options.workers} workers)' if options.workers > 1 else ''}    (Ctrl-C to stop)", file=sys.stderr)
     print(f"polybot serve: {endpoint_notice(server, open_without_key=options.allow_without_key)}", file=sys.stderr)
     configure("json")
-    if options.workers == 1:
+    if options.workers == 1:  # else each worker process (polybot.asgi) keeps its own replies: WAL lets them share
+        observe(root, manifest.settings, lambda: manifest.providers, dev=False)
         return run_app(server.app, sock)
     # Each worker process imports polybot.asgi, which builds the same app from the manifest.
     os.environ["POLYBOT_PROJECT"] = str(root)
