@@ -11,6 +11,7 @@ from typing import Any
 
 from polybot.env import load_env
 from polybot.errors import sorted_problems
+from polybot.graph import ENV_FILE, PROJECT_FILES
 from polybot.livebuild import LiveBuild, Refresh
 
 #: A line names at most this many bots; past that it counts them.
@@ -37,7 +38,7 @@ def report(result: Refresh, out: Any = None) -> None:
 
 def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
     bots = str(root / "bots")
-    top = {str(root / "providers.toml"), str(root / ".env")}
+    top = {str(root / name) for name in (*PROJECT_FILES, ENV_FILE)}
 
     def keep(change: Any, path: str) -> bool:
         return path in top or path.startswith(bots + os.sep) or path == bots
@@ -47,7 +48,7 @@ def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
 
 async def watch(workspace: LiveBuild, stop: asyncio.Event,
                 on_refresh: Callable[[Refresh], None] = lambda result: None) -> None:
-    """Refresh on every change to bots/, providers.toml or .env until `stop` is set: read only the
+    """Refresh on every change to bots/, providers.toml, polybot.toml or .env until `stop` is set: read only the
     files that changed, then compile the bots they touch a batch at a time, between requests (a
     request for a bot still pending compiles it first, `LiveBuild.ensure`); report once settled."""
     from watchfiles import awatch
