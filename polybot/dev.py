@@ -78,7 +78,8 @@ async def watch(workspace: LiveBuild, stop: asyncio.Event,
         while not stop.is_set():
             if workspace.pending and queue.empty():
                 workspace.settle(BATCH_SECONDS)  # between requests: a batch, then the loop again
-                await asyncio.sleep(0)
+                for _ in range(YIELDS):
+                    await asyncio.sleep(0)
                 if not workspace.pending:
                     settled(workspace, on_refresh)
                 continue
@@ -103,6 +104,9 @@ async def watch(workspace: LiveBuild, stop: asyncio.Event,
 
 #: How long one batch of background compiles holds the event loop.
 BATCH_SECONDS = 0.005
+#: How many turns of the event loop every other task gets between two batches: a request needs a
+#: dozen or so (accept, parse, the guard, the bot's stream) and would otherwise wait a batch for each.
+YIELDS = 8
 
 
 def settled(workspace: LiveBuild, on_refresh: Callable[[Refresh], None]) -> None:
