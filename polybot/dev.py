@@ -11,6 +11,7 @@ from typing import Any
 
 from polybot.env import load_env
 from polybot.errors import sorted_problems
+from polybot.graph import ENV_FILE, PROJECT_FILES
 from polybot.livebuild import LiveBuild, Refresh
 
 #: A line names at most this many bots; past that it counts them.
@@ -37,7 +38,7 @@ def report(result: Refresh, out: Any = None) -> None:
 
 def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
     bots = str(root / "bots")
-    top = {str(root / "providers.toml"), str(root / ".env")}
+    top = {str(root / name) for name in (*PROJECT_FILES, ENV_FILE)}
 
     def keep(change: Any, path: str) -> bool:
         return path in top or path.startswith(bots + os.sep) or path == bots
@@ -47,7 +48,7 @@ def _watch_filter(root: Path) -> Callable[[Any, str], bool]:
 
 async def watch(workspace: LiveBuild, stop: asyncio.Event,
                 on_refresh: Callable[[Refresh], None] = lambda result: None) -> None:
-    """Refresh on every change to bots/, providers.toml or .env until `stop` is set: read only the
+    """Refresh on every change to bots/, providers.toml, polybot.toml or .env until `stop` is set: read only the
     files that changed, then compile the bots they touch a batch at a time, between requests (a
     request for a bot still pending compiles it first, `LiveBuild.ensure`); report once settled."""
     from watchfiles import awatch
@@ -77,7 +78,8 @@ async def watch(workspace: LiveBuild, stop: asyncio.Event,
         while not stop.is_set():
             if workspace.pending and queue.empty():
                 workspace.settle(BATCH_SECONDS)  # between requests: a batch, then the loop again
-                await asyncio.sleep(0)
+                for _ in range(YIELDS):
+                    await asyncio.sleep(0)
                 if not workspace.pending:
                     settled(workspace, on_refresh)
                 continue
@@ -102,6 +104,9 @@ async def watch(workspace: LiveBuild, stop: asyncio.Event,
 
 #: How long one batch of background compiles holds the event loop.
 BATCH_SECONDS = 0.005
+#: How many turns of the event loop every other task gets between two batches: a request needs a
+#: dozen or so (accept, parse, the guard, the bot's stream) and would otherwise wait a batch for each.
+YIELDS = 8
 
 
 def settled(workspace: LiveBuild, on_refresh: Callable[[Refresh], None]) -> None:

@@ -141,8 +141,9 @@ class Graph:
 
     def affected(self, root: Path, changed: Iterable[Path], bots: Iterable[str]) -> set[str] | None:
         """The bots a change to `changed` touches: a bot folder's own files touch that bot, a partial the
-        bots reaching it; None when every bot is touched (providers.toml, polybot.toml, or a partial
-        that appeared or vanished, which can change what an include resolves to)."""
+        bots reaching it, .env none; None when every bot may be (providers.toml, polybot.toml, a
+        partial that appeared or vanished, which can change what an include resolves to, or a path
+        it cannot place). Only bots compiled since the graph last saw them are known to it."""
         names = set(bots)
         touched: set[str] = set()
         for path in changed:
@@ -150,14 +151,16 @@ class Graph:
                 parts = path.relative_to(root).parts
             except ValueError:
                 continue
-            if len(parts) == 1 and parts[0] in PROJECT_FILES:
-                return None
-            if len(parts) >= 2 and parts[0] == "bots" and parts[1] == SHARED_DIR:
+            if parts == (ENV_FILE,):
+                continue  # keys only: no compile reads it
+            if len(parts) < 2 or parts[0] != "bots":
+                return None  # providers.toml, polybot.toml, bots/ itself or a path it cannot place
+            if parts[1] == SHARED_DIR:
                 rel = "/".join(parts)
                 if rel not in self.uses or not path.is_file():
                     return None  # new, removed, or not yet seen: resolution may change anywhere
                 touched |= self.uses[rel] & names
-            elif len(parts) >= 2 and parts[0] == "bots":
+            else:
                 touched.add(parts[1])
         return touched
 

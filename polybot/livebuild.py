@@ -57,6 +57,7 @@ class LiveBuild:
         self.on_remove = on_remove or (lambda name: None)
         self._shared_of: dict[str, dict[str, str]] = {}  # bot -> the shared sources its runtime renders with
         self._result = Refresh()  # what the loads and compiles since the last `finish` changed
+        self._skipped = False  # the last load stopped at a project problem before marking bots
 
     def refresh(self, changed: set[Path] | None = None) -> Refresh:
         """Read what changed, compile every bot whose inputs changed, swap it in; what changed."""
@@ -77,12 +78,14 @@ class LiveBuild:
             del self.runtimes[name]
             self.library.remove(name)
             self._shared_of.pop(name, None)
+            self.graph.drop(name)
             self.on_remove(name)
             result.removed.append(name)
         for name in set(self.failed) - present:
             del self.failed[name]
         self.pending &= present
         if project.problems:
+            self._skipped = True
             return  # a broken providers.toml changes nothing: keep serving what we have
         if project.digest != self.digest:
             self.library.set_files(SHARED_DIR, project.shared)
@@ -91,8 +94,14 @@ class LiveBuild:
             if self.protection is None or self.protection.settings != project.settings:
                 # polybot.toml changed: every bot's inputs did too, so each is compiled onto the new one
                 self.protection = Protection(project.settings, os.environ)
+        # Which bots the change can touch, by the graph of their last compiles (None: any of them);
+        # after a load that stopped at a project problem, edits it skipped may be anywhere.
+        touched = None if changed is None or self._skipped else \
+            self.graph.affected(self.root, changed, present)
+        self._skipped = False
         for bot in project.bots:
-            if bot.name not in present:
+            if bot.name not in present or (touched is not None and bot.name not in touched and
+                                           bot.name not in self.failed and bot.name in self.runtimes):
                 continue
             runtime = self.runtimes.get(bot.name)
             if bot.name in self.failed or runtime is None or runtime.spec.hash != self.compiler.inputs(project, bot):

@@ -89,21 +89,45 @@ class Playground:
             pass  # no loop yet: the first page load reads the state directly
 
     def state(self) -> dict[str, Any]:
+        """What the page lists: each bot's name, provider, model, key status and whether it is compiled
+        (`ready`), waiting for the background (`compiling`) or broken and serving its last good version
+        (`errors`). A few dozen bytes a bot, so the list stays small at 1000 bots; the rest of a bot is
+        fetched when it is picked (`details`)."""
+        workspace = self.workspace
         bots = []
-        for name, runtime in sorted(self.workspace.runtimes.items()):
+        for name in sorted(set(workspace.runtimes) | workspace.pending):
+            runtime = workspace.runtimes.get(name)
+            if runtime is None:
+                bots.append({"name": name, "provider": "", "model": "", "key": "", "status": "compiling"})
+                continue
             spec = runtime.spec
-            config = self.workspace.pool.configs.get(spec.provider)
-            controls = parameter_controls(spec.controls, spec.layout)
-            bots.append({
-                **spec.metadata(),
-                "key": key_status(config.api_key_env if config else None, os.environ),
-                "introduction": spec.poe.introduction_message or "",
-                "sections": controls.model_dump(exclude_none=True)["sections"] if controls else [],
-                "tests": (self.workspace.root / "bots" / name / "tests.toml").is_file(),
-            })
-        built = manifest_path(self.workspace.root).is_file()
+            config = workspace.pool.configs.get(spec.provider)
+            bots.append({"name": name, "provider": spec.provider, "model": spec.model,
+                         "key": key_status(config.api_key_env if config else None, os.environ),
+                         "status": "compiling" if name in workspace.pending else
+                                   "errors" if name in workspace.failed else "ready"})
+        built = manifest_path(workspace.root).is_file()
         return {"version": self.version, "bots": bots, "problems": [str(p) for p in self.problems],
                 "built": built}
+
+    def details(self, name: str) -> dict[str, Any] | None:
+        """One bot as the page shows it once picked (compiled first if it is still pending): its
+        metadata, key status, introduction, parameter controls and whether it has tests."""
+        workspace = self.workspace
+        workspace.ensure(name)
+        runtime = workspace.runtimes.get(name)
+        if runtime is None:
+            return None
+        spec = runtime.spec
+        config = workspace.pool.configs.get(spec.provider)
+        controls = parameter_controls(spec.controls, spec.layout)
+        return {
+            **spec.metadata(),
+            "key": key_status(config.api_key_env if config else None, os.environ),
+            "introduction": spec.poe.introduction_message or "",
+            "sections": controls.model_dump(exclude_none=True)["sections"] if controls else [],
+            "tests": (workspace.root / "bots" / name / "tests.toml").is_file(),
+        }
 
     def allowed(self, request: Request) -> bool:
         """The playground is for this machine only: a loopback client naming a loopback host."""
@@ -146,6 +170,15 @@ class Playground:
         if not self.allowed(request):
             return _forbidden()
         return JSONResponse(self.state())
+
+    async def get_bot(self, request: Request) -> Response:
+        if not self.allowed(request):
+            return _forbidden()
+        name = request.path_params["name"]
+        found = self.details(name)
+        if found is None:
+            return JSONResponse({"detail": f"no bot named {name!r}"}, status_code=404)
+        return JSONResponse(found)
 
     async def events(self, request: Request) -> Response:
         """Server-sent `state` events: now, then after every rebuild."""
@@ -318,6 +351,7 @@ class Playground:
         if refusal is not None:
             return refusal
         name = request.path_params["name"]
+        self.workspace.ensure(name)
         if name not in self.workspace.runtimes:
             return JSONResponse({"detail": f"no bot named {name!r}"}, status_code=404)
         try:
@@ -346,6 +380,7 @@ class Playground:
         app.add_route("/", self.page, methods=["GET"])
         app.add_route(f"{PREFIX}/state", self.get_state, methods=["GET"])
         app.add_route(f"{PREFIX}/events", self.events, methods=["GET"])
+        app.add_route(PREFIX + "/bots/{name}", self.get_bot, methods=["GET"])
         app.add_route(PREFIX + "/chat/{name}", self.chat, methods=["POST"])
         app.add_route(PREFIX + "/prompt/{name}", self.prompt, methods=["POST"])
         app.add_route(PREFIX + "/tests/{name}", self.tests, methods=["POST"])

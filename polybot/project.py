@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,22 +169,44 @@ def read_templates(folder: Path, root: Path | None = None) -> dict[str, str]:
     """Every `*.j2` file under `folder`, keyed by its path relative to it (posix), sorted.
 
     A link to a file outside the project `root` (default: the folder's `bots/..`) is skipped, never
-    read: `outside_links` reports it. So is anything that is not a regular file.
+    read: `outside_links` reports it. So is anything that is not a regular file. Linked folders
+    are not descended into.
     """
-    root_r = (root if root is not None else folder.parent.parent).resolve()
+    top = root if root is not None else folder.parent.parent
+    root_r = top.resolve()
+    # Only links can lead outside: a plain file is inside when its folder is.
+    plain_inside = _plainly_under(folder, top) or inside(folder, root_r)
     found: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        prefix = os.path.relpath(dirpath, folder).replace(os.sep, "/")
-        for name in sorted(filenames):
-            if name.endswith(".j2"):
-                path = Path(dirpath, name)
-                if not inside(path, root_r) or not stat.S_ISREG(path.stat().st_mode):
-                    continue
-                rel = name if prefix == "." else f"{prefix}/{name}"
-                with open(path, encoding="utf-8") as f:
+    todo = [(str(folder), "")]
+    while todo:
+        path, prefix = todo.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                todo.append((entry.path, rel + "/"))
+            elif entry.name.endswith(".j2") and entry.is_file() and \
+                    (inside(Path(entry.path), root_r) if entry.is_symlink() else plain_inside):
+                with open(entry.path, encoding="utf-8") as f:
                     found[rel] = f.read()
     return dict(sorted(found.items()))
+
+
+def _plainly_under(folder: Path, root: Path) -> bool:
+    """Whether `folder` is below `root` by name, with no link on the way (so inside it, unresolved)."""
+    try:
+        parts = folder.relative_to(root).parts
+    except ValueError:
+        return False
+    path = root
+    for part in parts:
+        path = path / part
+        if part == ".." or path.is_symlink():
+            return False
+    return True
 
 
 def inside(path: Path, root: Path) -> bool:

@@ -162,7 +162,7 @@ def test_report_sorts_and_dedupes_problems() -> None:
 
 def test_the_watch_filter_keeps_only_what_dev_rebuilds_from(tmp_path: Path) -> None:
     keep = dev._watch_filter(tmp_path)
-    for path in ("providers.toml", ".env", "bots", "bots/Alpha/system.md.j2", "bots/_shared/x.j2"):
+    for path in ("providers.toml", "polybot.toml", ".env", "bots", "bots/Alpha/system.md.j2", "bots/_shared/x.j2"):
         assert keep(None, str(tmp_path / path)), path
     for path in (".venv/lib/x.py", ".git/index", "build/manifest.json", "botsx/y", "README.md"):
         assert not keep(None, str(tmp_path / path)), path
@@ -250,7 +250,7 @@ def test_dev_command_serves_the_playground_and_reloads(tmp_path: Path, monkeypat
     assert seen["prompt"] == {"prompt": "Prompt two."}
     assert seen["version"] == 2
     err = capsys.readouterr().err
-    assert "polybot dev: serving 1 bot, watching bots/, providers.toml and .env" in err
+    assert "polybot dev: serving 1 bot, watching bots/, providers.toml, polybot.toml and .env" in err
     assert "bots/Broken/system.md.j2:1: template syntax error" in err
     assert "polybot dev: reloaded Alpha" in err and f"playground: http://127.0.0.1:{port}/" in err
 

@@ -132,8 +132,8 @@ async def test_controls_from_the_layout_reach_the_prompt(tmp_path: Path) -> None
               "Tone: {{ params.tone }}{% if params.loud %}, loud{% endif %}.")
     server, playground = dev_server(tmp_path, ENV)
     async with client(server) as c:
-        state = (await c.get("/_polybot/state")).json()
-    sections = state["bots"][0]["sections"]
+        details = (await c.get("/_polybot/bots/Tuned")).json()
+    sections = details["sections"]
     assert [s.get("name") for s in sections] == [None, "More"]
     assert sections[0]["controls"][0]["parameter_name"] == "tone"
     assert sections[1]["controls"][0]["control"] == "toggle_switch"
@@ -191,8 +191,8 @@ async def test_a_bots_tests_run_from_the_page(tmp_path: Path) -> None:
         assert [(o["name"], o["passed"], o["line"]) for o in result["outcomes"]] == [
             ("echoes", True, 1), ("says bye", False, 6)]
         assert "does not contain 'bye'" in result["outcomes"][1]["failures"][0]
-        state = (await c.get("/_polybot/state")).json()
-        assert {b["name"]: b["tests"] for b in state["bots"]} == {"Echo": True, "Quiet": False}
+        tests = {name: (await c.get(f"/_polybot/bots/{name}")).json()["tests"] for name in ("Echo", "Quiet")}
+        assert tests == {"Echo": True, "Quiet": False}
         assert (await c.post("/_polybot/tests/Echo", json={})).status_code == 403
         assert (await c.post("/_polybot/tests/Nobody", headers=token, json={})).status_code == 404
 
@@ -277,10 +277,18 @@ async def test_state_lists_bots_keys_controls_and_problems(tmp_path: Path, monke
         state = (await c.get("/_polybot/state")).json()
     assert state["version"] == 0 and state["problems"] == [] and state["built"] is False
     alpha, keyed = state["bots"]
-    assert (alpha["name"], alpha["description"], alpha["provider"], alpha["introduction"], alpha["sections"]) == \
-        ("Alpha", "First", "echo", "Hi!", [])
+    assert alpha == {"name": "Alpha", "provider": "echo", "model": alpha["model"], "key": alpha["key"],
+                     "status": "ready"}  # the list: what it shows, nothing more
     assert (keyed["name"], keyed["provider"], keyed["model"]) == ("Keyed", "openai", "gpt-4o-mini")
     assert alpha["key"] != keyed["key"]  # echo needs no key; openai's is missing
+    async with client(server) as c:
+        details = (await c.get("/_polybot/bots/Alpha")).json()
+        missing = await c.get("/_polybot/bots/Nobody")
+    async with client(server, peer=REMOTE) as c:
+        remote_details = await c.get("/_polybot/bots/Alpha")
+    assert (details["name"], details["description"], details["provider"], details["introduction"],
+            details["sections"], details["tests"]) == ("Alpha", "First", "echo", "Hi!", [], False)
+    assert missing.status_code == 404 and remote_details.status_code == 403
 
     (tmp_path / "bots/Alpha/system.md.j2").write_text("{% if %}")
     playground.publish(playground.workspace.refresh())
@@ -423,3 +431,21 @@ async def test_a_bots_tests_that_cannot_load_say_why(tmp_path: Path) -> None:
     assert list(result.json()) in (["error"], ["outcomes", "problems"])
     problems = result.json().get("error") or " ".join(result.json()["problems"])
     assert "bots/Echo/tests.toml" in problems
+
+
+async def test_the_list_names_pending_bots_and_a_picked_one_is_compiled_for_its_details(tmp_path: Path) -> None:
+    """At fleet scale the list is names and status (compiled or not); details come on selection."""
+    for name in ("Alpha", "Bravo", "Charlie"):
+        write_bot(tmp_path, name, 'provider = "echo"\n[poe]\nintroduction_message = "Hi!"\n')
+    server, playground = dev_server(tmp_path, ENV)
+    (tmp_path / "bots/Bravo/system.md.j2").write_text("Edited.")
+    (tmp_path / "bots/Charlie/system.md.j2").write_text("Edited too.")
+    workspace = playground.workspace
+    workspace.load({tmp_path / "bots/Bravo/system.md.j2", tmp_path / "bots/Charlie/system.md.j2"})
+    async with client(server) as c:
+        listed = (await c.get("/_polybot/state")).json()["bots"]
+        assert [(b["name"], b["status"]) for b in listed] == [("Alpha", "ready"), ("Bravo", "compiling"),
+                                                               ("Charlie", "compiling")]
+        details = (await c.get("/_polybot/bots/Bravo")).json()
+    assert details["introduction"] == "Hi!" and workspace.pending == {"Charlie"}
+    assert workspace.runtimes["Bravo"].spec.templates["system.md.j2"] == "Edited."

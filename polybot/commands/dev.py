@@ -32,8 +32,8 @@ def banner(workspace: LiveBuild, host: str, port: int) -> None:
     names = sorted(set(workspace.runtimes) | workspace.pending)
     later = len(workspace.pending)
     print(f"polybot dev: serving {plural(len(names), 'bot')}"
-          f"{f' ({later} compiling in the background)' if later else ''}, watching bots/, providers.toml "
-          "and .env", file=sys.stderr)
+          f"{f' ({later} compiling in the background)' if later else ''}, watching bots/, providers.toml, "
+          "polybot.toml and .env", file=sys.stderr)
     for name in names[:BANNER_URLS]:
         print(f"  http://{host}:{port}/{name}", file=sys.stderr)
     if len(names) > BANNER_URLS:

@@ -78,7 +78,7 @@ def test_dev_prints_one_line_per_reply_and_notices_env_edits(project: Path) -> N
     old, new = "a" * 32, "b" * 32
     (project / ".env").write_text(f"POE_ACCESS_KEY_ALPHA={old}\n")
     with polybot_process("dev", project=project) as (base, output):
-        assert "polybot dev: serving 1 bot, watching bots/, providers.toml and .env" in output
+        assert "polybot dev: serving 1 bot, watching bots/, providers.toml, polybot.toml and .env" in output
         assert ask(base, "Alpha", "hi", key=old).endswith("hi")
         until(lambda: any(line.startswith("reply: Alpha  echo/echo  first token ") and line.endswith("  ok")
                           for line in output))

@@ -168,7 +168,7 @@ def test_from_pip_install_to_a_first_real_bot(venv: Path, tmp_path: Path) -> Non
         base = f"http://127.0.0.1:{port}"
         for proc, output in user.start(f"polybot dev --port {port}"):
             until(lambda: healthy(base))
-            assert "polybot dev: serving 2 bots, watching bots/, providers.toml and .env" in output
+            assert "polybot dev: serving 2 bots, watching bots/, providers.toml, polybot.toml and .env" in output
             assert ask(base, "Haiku", "the moon") == "Waves fold on the shore"
             until(lambda: any(re.match(r"reply: Haiku  openai/gpt-4o-mini  first token [\d.]+ m?s  total [\d.]+ m?s  "
                                        r"\d+ in / \d+ out tokens  ok$", ln) for ln in output))
