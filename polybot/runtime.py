@@ -87,21 +87,22 @@ class Runtime:
         tools = Tools(self.toolbox, frozenset(t.function.name for t in request.tools or ()),
                       self.spec.max_tool_rounds)
         gate = self.protection.gate(self.spec, request, chain, self.pool) if self.protection is not None else None
-        if gate is not None:
-            info = info or ReplyInfo()
-            answered = await gate.before(info)  # over a limit, or in the cache: no provider call
-            if answered is not None:
-                yield answered
-                return
         meter = self._meter(request, origin.access_key)
-        if meter is not None:
-            size = len(system) + sum(len(m.text) for m in messages)
-            refused = await meter.authorize(request, meter.estimate(size, chain[0].request.max_tokens))
-            if refused is not None:
-                yield refused
-                return
+        if gate is not None or meter is not None:
             info = info or ReplyInfo()
-        try:
+        try:  # from the gate's reservation on: whatever happens next, `after` settles it
+            if gate is not None:
+                assert info is not None
+                answered = await gate.before(info)  # over a limit, or in the cache: no provider call
+                if answered is not None:
+                    yield answered
+                    return
+            if meter is not None:
+                size = len(system) + sum(len(m.text) for m in messages)
+                refused = await meter.authorize(request, meter.estimate(size, chain[0].request.max_tokens))
+                if refused is not None:
+                    yield refused
+                    return
             async with aclosing(stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
                                              info=info, tools=tools)) as events:
                 async for event in events:
@@ -110,7 +111,7 @@ class Runtime:
                     yield event
         finally:
             if gate is not None and info is not None:
-                await gate.after(info)  # also when the client went away: what was used is charged
+                await gate.after(info)  # also when the client went away or a provider raised: settled
         if meter is not None and info is not None and info.outcome in ("ok", "truncated"):
             await meter.capture(request, info.usage)
 
