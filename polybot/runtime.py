@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +57,7 @@ class Runtime:
     def provider(self) -> Any:
         return self.pool.get(self.spec.provider)
 
-    async def complete(self, request: fp.QueryRequest, info: ReplyInfo | None = None) -> AsyncIterator[Event]:
+    async def complete(self, request: fp.QueryRequest, info: ReplyInfo | None = None) -> AsyncGenerator[Event, None]:
         """The reply a bot without `respond` gives: render, map, stream with failover."""
         params = chosen_params(self.spec, request)
         try:
@@ -193,14 +193,15 @@ class Runtime:
         if self.hooks is not None and self.hooks.respond is not None:
             source = self._respond_hook(request)
         try:
-            async for event in source:
-                yield event
+            async with aclosing(source) as events:  # closed with this one: a reply abandoned settles now
+                async for event in events:
+                    yield event
         except Exception as exc:  # last line of defence: Poe gets an event, not repr(e)
             log.exception("bot %s failed", spec.name)
             yield fp.ErrorResponse(text=f"{spec.name} hit an internal error ({type(exc).__name__}); "
                                    "the server log has details", allow_retry=True)
 
-    async def _respond_hook(self, request: fp.QueryRequest) -> AsyncIterator[Event]:
+    async def _respond_hook(self, request: fp.QueryRequest) -> AsyncGenerator[Event, None]:
         assert self.hooks is not None and self.hooks.respond is not None
         try:
             async for item in self.hooks.respond(request, self):
