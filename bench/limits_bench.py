@@ -3,7 +3,7 @@
     python bench/limits_bench.py [--rounds 5] [--replies 2000]
 
 One echo bot's `Runtime.respond` (the whole reply path, no HTTP) with every cap set (requests per
-minute, tokens per day, bot and project spend per day, so a reply is one check and one charge),
+minute, tokens per day, bot and project spend per day, so a reply is one check with its reservation and one settlement),
 against the same bot with no `[limits]`, alternating rounds in one run. Redis: a redis-server
 started on a free port of 127.0.0.1 (`--save '' --appendonly no`). Reported: the median reply time
 of each mode and what it adds to no limits, per round and overall (median of rounds).

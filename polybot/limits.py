@@ -1,4 +1,4 @@
-"""Caps per user, per bot and per project (docs/limits.md): checked before a reply, charged after it.
+"""Caps per user, per bot and per project (docs/limits.md): reserved before a reply, settled after it.
 
 Two kinds of counter, both either in this process or shared by every worker and replica through
 Redis (POLYBOT_REDIS_URL or `[limits] redis`):
@@ -6,18 +6,24 @@ Redis (POLYBOT_REDIS_URL or `[limits] redis`):
 - Requests per minute per user: the `limits` library's moving window (its MemoryStorage, or its
   async Redis storage on the shared connection). A request is counted only when it fits, so a
   refused one costs the user nothing.
-- Tokens per day per user and dollars per day per bot and per project: charged after the reply
-  with what it used (the provider's usage, priced by costs.reply_cost), and checked before the next
-  one: a reply's cost is not known before it ends. Those are not `limits`' weighted hits: a hit
-  there is refused when it would exceed the cap (here the cost is already spent and must be
-  counted), its amounts are whole numbers (dollars are not) and its windows start at the first hit
-  (these end at midnight UTC). So a day counter is one small atomic Lua script on Redis,
-  INCRBYFLOAT then EXPIREAT the day's end, for every counter a reply charges at once; a dict here.
+- Tokens per day per user and dollars per day per bot and per project: authorize, then capture,
+  like pricing.Meter with Poe's cost API. Before the reply, in one atomic step, a reply is refused
+  when any of its counters is already at or over its cap, else the most it can use is reserved on
+  every one (its prompt's tokens estimated from its length plus its output limit, priced by
+  costs.reply_cost); after it, whatever its outcome, the reservation is settled: each counter gets
+  what the reply used minus what it reserved. So concurrent replies see each other's reservations
+  at once, and the counters end at the true total. Those are not `limits`' weighted hits (whole
+  numbers only, windows that start at the first hit; these end at midnight UTC): on Redis a check
+  is one Lua script (_RESERVE: GET and compare every counter, then INCRBYFLOAT and EXPIREAT each,
+  all or none) and a settlement another (_CHARGE); in this process a dict, read and written with
+  no await in between, so the event loop makes it atomic.
 
-Because the cost comes after the reply, the replies already in flight when a cap is reached all
-finish: the overspend is bounded by the replies in flight (tests/e2e/test_redis.py measures it).
-While Redis is down, `on_redis_down = "open"` answers without the shared counts (logged once),
-"closed" refuses politely with allow_retry (the outage is transient).
+The overspend is bounded by the replies that used more than they reserved (tool rounds, a
+fallback dearer than the primary, a prompt denser than 3 characters a token), by that excess
+(tests/e2e/test_redis.py measures it). While Redis is down, `on_redis_down = "open"` answers
+without the shared counts (logged once), "closed" refuses politely with allow_retry (the outage is
+transient). A reservation whose settlement is lost to an outage expires with its counter at the
+end of the UTC day.
 """
 
 from __future__ import annotations
@@ -36,6 +42,25 @@ log = logging.getLogger("polybot")
 
 #: Every counter's key starts with this (one Redis database, or URL, per project).
 PREFIX = "polybot"
+
+#: Reserve on every counter of a reply, or on none: KEYS the counters, ARGV[1] the UTC day's end,
+#: ARGV[1 + i] KEYS[i]'s cap and ARGV[1 + n + i] the amount to reserve on it. Returns 0 when
+#: reserved, else i for the first counter already at or over its cap (and reserves nothing).
+_RESERVE = """
+local n = #KEYS
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[1 + i]) then
+    return i
+  end
+end
+for i = 1, n do
+  if tonumber(ARGV[1 + n + i]) ~= 0 then
+    redis.call('INCRBYFLOAT', KEYS[i], ARGV[1 + n + i])
+    redis.call('EXPIREAT', KEYS[i], ARGV[1])
+  end
+end
+return 0
+"""
 
 #: INCRBYFLOAT each KEYS[i] by ARGV[i + 1], then expire it at ARGV[1] (the UTC day's end), atomically.
 _CHARGE = """
@@ -86,6 +111,20 @@ class Refusal:
     allow_retry: bool  # for Poe: retrying now cannot help a user over a limit
 
 
+@dataclass(slots=True)
+class Hold:
+    """What one reply reserved on its day counters, until `Limiter.settle` turns it into what the
+    reply used. Its keys are the day's when it was made: a reply that ends after midnight settles on
+    the day that counted it (an expired key, which the settlement leaves expired)."""
+
+    expire_at: int
+    tokens_key: str | None = None  # the user's tokens today, when capped
+    spend_keys: tuple[str, ...] = ()  # the bot's and the project's spend today, those capped
+    tokens: float = 0.0  # reserved on tokens_key (0 when nothing could be: Redis down)
+    cost: float = 0.0  # reserved on each of spend_keys
+    settled: bool = False
+
+
 class Counters(Protocol):
     """Where the counts live: this process, or Redis."""
 
@@ -95,8 +134,12 @@ class Counters(Protocol):
     async def read_days(self, keys: Sequence[str]) -> list[float]:
         """Today's totals of `keys` (0 for a counter not charged yet)."""
 
+    async def reserve(self, wanted: Sequence[tuple[str, float, float]], expire_at: int) -> int | None:
+        """Atomically: the index in `wanted` (key, cap, amount) of the first counter already at or
+        over its cap, reserving nothing; else None, with each amount added to its counter."""
+
     async def add_days(self, amounts: Mapping[str, float], expire_at: int) -> None:
-        """Add to today's counters, which expire at `expire_at` (a Unix time)."""
+        """Add to today's counters (negative amounts too), which expire at `expire_at` (a Unix time)."""
 
     async def aclose(self) -> None: ...
 
@@ -115,10 +158,25 @@ class MemoryCounters:
         return await _hit(self._window, key, limit)
 
     async def read_days(self, keys: Sequence[str]) -> list[float]:
+        return self._read(keys)
+
+    async def reserve(self, wanted: Sequence[tuple[str, float, float]], expire_at: int) -> int | None:
+        # No await from the read to the write: no other reply's check can come in between.
+        totals = self._read([key for key, _, _ in wanted])
+        for i, ((_, cap, _), total) in enumerate(zip(wanted, totals, strict=True)):
+            if total >= cap:
+                return i
+        self._add({key: amount for key, _, amount in wanted if amount}, expire_at)
+        return None
+
+    async def add_days(self, amounts: Mapping[str, float], expire_at: int) -> None:
+        self._add(amounts, expire_at)
+
+    def _read(self, keys: Sequence[str]) -> list[float]:
         now = time.time()
         return [total if expires > now else 0.0 for total, expires in (self._days.get(k, (0.0, 0)) for k in keys)]
 
-    async def add_days(self, amounts: Mapping[str, float], expire_at: int) -> None:
+    def _add(self, amounts: Mapping[str, float], expire_at: int) -> None:
         now = time.time()
         for key in [k for k, (_, expires) in self._days.items() if expires <= now]:
             del self._days[key]  # yesterday's
@@ -136,6 +194,7 @@ class RedisCounters:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self._window: Any = None
+        self._reserve: Any = None
         self._charge: Any = None
 
     def _limiter(self) -> Any:
@@ -154,6 +213,14 @@ class RedisCounters:
     async def read_days(self, keys: Sequence[str]) -> list[float]:
         values = await self.link.call(lambda: self.link.client().mget(list(keys)))
         return [float(v) if v is not None else 0.0 for v in values]
+
+    async def reserve(self, wanted: Sequence[tuple[str, float, float]], expire_at: int) -> int | None:
+        if self._reserve is None:
+            self._reserve = self.link.client().register_script(_RESERVE)
+        keys = [key for key, _, _ in wanted]
+        args = [expire_at, *(repr(cap) for _, cap, _ in wanted), *(repr(amount) for _, _, amount in wanted)]
+        over = int(await self.link.call(lambda: self._reserve(keys=keys, args=args)))
+        return over - 1 if over else None
 
     async def add_days(self, amounts: Mapping[str, float], expire_at: int) -> None:
         if self._charge is None:
@@ -190,46 +257,56 @@ class Limiter:
             self._counters = RedisCounters(self.link) if self.link is not None else MemoryCounters()
         return self._counters
 
-    async def check(self, bot: str, user: str, caps: Caps) -> Refusal | None:
-        """Why this reply may not be made, or None. Counts the request in the user's minute only
-        when every cap lets it through."""
+    async def check(self, bot: str, user: str, caps: Caps, tokens: float,
+                    cost: float) -> tuple[Hold, Refusal | None]:
+        """Reserve the most this reply can use (`tokens`, and `cost` USD) on its day counters, and
+        count the request in the user's minute, or say why the reply may not be made. The Hold is
+        what to settle when the reply ends (a refused one is settled already)."""
         day, resets = _today()
         keys = _day_keys(bot, user, day)
-        wanted = [(keys[0], caps.user_tokens_per_day), (keys[1], caps.bot_spend_per_day),
-                  (keys[2], caps.project_spend_per_day)]
-        wanted = [(k, cap) for k, cap in wanted if cap is not None]
+        hold = Hold(int(resets.timestamp()), keys[0] if caps.user_tokens_per_day is not None else None,
+                    tuple(k for k, cap in ((keys[1], caps.bot_spend_per_day), (keys[2], caps.project_spend_per_day))
+                          if cap is not None))
+        wanted = [(key, float(cap), float(tokens) if key == hold.tokens_key else cost)
+                  for key, cap in ((keys[0], caps.user_tokens_per_day), (keys[1], caps.bot_spend_per_day),
+                                   (keys[2], caps.project_spend_per_day)) if cap is not None]
         try:
             if wanted:
-                totals = await self.counters().read_days([k for k, _ in wanted])
-                for (key, cap), total in zip(wanted, totals, strict=True):
-                    if cap is not None and total >= cap:
-                        return _over_day(bot, key, cap, resets)
+                over = await self.counters().reserve(wanted, hold.expire_at)
+                if over is not None:
+                    hold.settled = True  # nothing reserved
+                    return hold, _over_day(bot, wanted[over][0], wanted[over][1], resets)
+                hold.tokens = float(tokens) if hold.tokens_key is not None else 0.0
+                hold.cost = cost if hold.spend_keys else 0.0
             if caps.user_requests_per_minute is not None:
                 wait = await self.counters().hit_minute(f"{bot}:{user}", caps.user_requests_per_minute)
                 if wait is not None:
-                    return _over_minute(bot, caps.user_requests_per_minute, wait)
+                    await self.settle(hold, 0, None)
+                    return hold, _over_minute(bot, caps.user_requests_per_minute, wait)
         except RedisDown:
             if self.closed:
-                return Refusal(f"{bot} cannot check its usage limits right now. Please try again in a moment.",
-                               503, 2.0, "limits_unavailable", allow_retry=True)
-        return None
+                await self.settle(hold, 0, None)
+                return hold, Refusal(f"{bot} cannot check its usage limits right now. Please try again in a moment.",
+                                     503, 2.0, "limits_unavailable", allow_retry=True)
+        return hold, None
 
-    async def charge(self, bot: str, user: str, caps: Caps, tokens: int, cost: float | None) -> None:
-        """Count what a reply used; never raises (a charge lost to a Redis outage is logged once)."""
-        day, resets = _today()
-        keys = _day_keys(bot, user, day)
+    async def settle(self, hold: Hold, tokens: float, cost: float | None) -> None:
+        """Turn a reservation into what the reply used (`cost` None: not priced, so 0): add the
+        difference to each counter, once. Never raises: a settlement lost to a Redis outage is
+        logged once by the link, and its reservation expires with the day."""
+        if hold.settled:
+            return
+        hold.settled = True
         amounts: dict[str, float] = {}
-        if caps.user_tokens_per_day is not None and tokens:
-            amounts[keys[0]] = float(tokens)
-        if cost:
-            if caps.bot_spend_per_day is not None:
-                amounts[keys[1]] = cost
-            if caps.project_spend_per_day is not None:
-                amounts[keys[2]] = cost
+        if hold.tokens_key is not None and tokens != hold.tokens:
+            amounts[hold.tokens_key] = tokens - hold.tokens
+        for key in hold.spend_keys:
+            if (cost or 0.0) != hold.cost:
+                amounts[key] = (cost or 0.0) - hold.cost
         if not amounts:
             return
         try:
-            await self.counters().add_days(amounts, int(resets.timestamp()))
+            await self.counters().add_days(amounts, hold.expire_at)
         except RedisDown:
             pass  # already logged by the link, once per outage
 

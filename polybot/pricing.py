@@ -34,6 +34,12 @@ def milli_cents(usd: Decimal) -> int:
     return math.ceil(usd * MILLI_CENTS_PER_USD)
 
 
+def most_tokens(prompt_chars: int, max_tokens: int | None) -> tuple[int, int]:
+    """The most input and output tokens a reply can use: its prompt's tokens estimated generously
+    from its length (~4 characters per token in English, counted as 3), and its output limit."""
+    return prompt_chars // 3 + 1, max_tokens or DEFAULT_OUTPUT_CAP
+
+
 def _usd(value: float | str | None) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
@@ -48,8 +54,8 @@ class Meter:
 
     def estimate(self, prompt_chars: int, max_tokens: int | None) -> int:
         p = self.pricing
-        tokens_in = prompt_chars // 3 + 1  # generous: ~4 characters per token in English
-        usd = _usd(p.per_reply) + tokens_in * _usd(p.prompt) + (max_tokens or DEFAULT_OUTPUT_CAP) * _usd(p.completion)
+        tokens_in, tokens_out = most_tokens(prompt_chars, max_tokens)
+        usd = _usd(p.per_reply) + tokens_in * _usd(p.prompt) + tokens_out * _usd(p.completion)
         return milli_cents(usd)
 
     def actual(self, usage: Usage) -> int:

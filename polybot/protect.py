@@ -3,8 +3,10 @@
 One `Protection` per process (serve: per worker; dev: per project settings) holds the limiter and
 the response cache every bot's `Runtime` shares, and their one Redis connection. `Runtime.complete`
 asks it for a `Gate` per reply: `before` refuses a reply over a limit or answers it from the cache
-(either way without a provider call, logged through `emit_reply`), `after` charges what the reply
-used and caches it.
+(either way without a provider call, logged through `emit_reply`) and otherwise reserves the most
+the reply can use on the day caps; `after` settles that reservation to what the reply used, and
+caches it. The runtime calls `after` in a `finally`, so a reply that failed, or that its client
+abandoned, settles too.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import fastapi_poe as fp
 from polybot.cache import CachedReply, ResponseCache, cache_key
 from polybot.config import CacheSettings, ProjectSettings
 from polybot.costs import reply_cost
-from polybot.limits import Caps, Limiter, caps_for
+from polybot.limits import Caps, Hold, Limiter, caps_for
 from polybot.manifest import BotSpec
+from polybot.pricing import most_tokens
 from polybot.providers.base import Usage
 from polybot.redisconn import REDIS_ENV, RedisLink
 from polybot.reliability import CONTENT_KEYS, Event, ProviderPool, ReplyInfo, Step, emit_reply
@@ -64,12 +67,14 @@ class Gate:
         self.cache, self.key, self.chain, self.pool, self.fields = cache, key, chain, pool, fields
         self.started = time.monotonic()
         self.text: list[str] = []
+        self.hold: Hold | None = None  # what the day caps reserved for this reply
 
     async def before(self, info: ReplyInfo) -> Event | None:
         """The one event that answers this reply without a provider call (a refusal or the cached
         reply), already logged; None to go ahead."""
         if self.caps.counting:
-            refusal = await self.protection.limiter.check(self.bot, self.user, self.caps)
+            tokens, cost = self._most()
+            self.hold, refusal = await self.protection.limiter.check(self.bot, self.user, self.caps, tokens, cost)
             if refusal is not None:
                 info.outcome, info.status, info.retry_after = "limited", refusal.status, refusal.retry_after
                 info.code = refusal.code
@@ -79,6 +84,8 @@ class Gate:
         if self.key is not None:
             cached = await self.protection.cache.get(self.key)
             if cached is not None:
+                if self.hold is not None:
+                    await self.protection.limiter.settle(self.hold, 0, None)  # a cached reply costs nothing
                 info.outcome, info.provider, info.model = "ok", cached.provider, cached.model
                 info.usage = Usage(finish_reason=cached.finish_reason)
                 self._log("ok", cached.provider, cached.model, cached=True, finish_reason=cached.finish_reason,
@@ -94,28 +101,55 @@ class Gate:
             self.text.append(event.text)
 
     async def after(self, info: ReplyInfo) -> None:
-        """Charge what the reply used (whatever its outcome: the provider counted it) and cache it."""
-        try:
-            await self._settle(info)
-        except Exception:
-            log.exception("limits: charging %s's reply failed", self.bot)
-
-    async def _settle(self, info: ReplyInfo) -> None:
-        usage = info.usage
-        if self.caps.counting and info.provider:
-            tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0)
-            cost = None
-            config = self.pool.configs.get(info.provider)
-            if config is not None and (self.caps.bot_spend_per_day is not None
-                                       or self.caps.project_spend_per_day is not None):
-                price = reply_cost(info.provider, config, info.model, usage, self.caps.prices)
-                if price is None and tokens:
-                    self.protection.limiter.unpriced(info.provider, info.model)
-                cost = float(price) if price is not None else None
-            await self.protection.limiter.charge(self.bot, self.user, self.caps, tokens, cost)
+        """Settle the reservation to what the reply used (whatever its outcome: the provider counted
+        it) and cache the reply."""
+        if self.hold is not None:
+            try:
+                tokens, cost = self._used(info)
+            except Exception:
+                log.exception("limits: pricing %s's reply failed; it counts as what it reserved", self.bot)
+                tokens, cost = self.hold.tokens, self.hold.cost
+            await self.protection.limiter.settle(self.hold, tokens, cost)
         if self.key is not None and info.outcome == "ok" and not info.tool_rounds and self.text:
+            usage = info.usage
             reply = CachedReply("".join(self.text), info.provider, info.model, usage.finish_reason)
-            await self.protection.cache.put(self.key, reply, self.cache.ttl)
+            try:
+                await self.protection.cache.put(self.key, reply, self.cache.ttl)
+            except Exception:
+                log.exception("cache: storing %s's reply failed", self.bot)
+
+    def _most(self) -> tuple[int, float]:
+        """The most tokens and USD this reply can use: the prompt's tokens estimated from its length
+        (pricing.most_tokens, as Poe's cost API is authorized) plus its output limit, priced for the
+        dearest model of the failover chain whose price is known (an unpriced one reserves nothing)."""
+        first = self.chain[0].request
+        chars = len(first.system) + sum(len(m.text) for m in first.messages)
+        tokens, cost = 0, 0.0
+        spend = self.caps.bot_spend_per_day is not None or self.caps.project_spend_per_day is not None
+        for step in self.chain:
+            tokens_in, tokens_out = most_tokens(chars, step.request.max_tokens)
+            tokens = max(tokens, tokens_in + tokens_out)
+            config = self.pool.configs.get(step.provider)
+            if spend and config is not None:
+                price = reply_cost(step.provider, config, step.request.model,
+                                   Usage(input_tokens=tokens_in, output_tokens=tokens_out), self.caps.prices)
+                cost = max(cost, float(price) if price is not None else 0.0)
+        return tokens, cost
+
+    def _used(self, info: ReplyInfo) -> tuple[float, float | None]:
+        """The tokens and USD the reply used (cost None: no price known); nothing when no provider
+        answered."""
+        if not info.provider:
+            return 0.0, None
+        usage = info.usage
+        tokens = float((usage.input_tokens or 0) + (usage.output_tokens or 0))
+        config = self.pool.configs.get(info.provider)
+        if config is None or (self.caps.bot_spend_per_day is None and self.caps.project_spend_per_day is None):
+            return tokens, None
+        price = reply_cost(info.provider, config, info.model, usage, self.caps.prices)
+        if price is None and tokens:
+            self.protection.limiter.unpriced(info.provider, info.model)
+        return tokens, float(price) if price is not None else None
 
     def _log(self, outcome: str, provider: str, model: str, *, cached: bool, response: str,
              finish_reason: str | None = None) -> None:

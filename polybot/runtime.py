@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +57,7 @@ class Runtime:
     def provider(self) -> Any:
         return self.pool.get(self.spec.provider)
 
-    async def complete(self, request: fp.QueryRequest, info: ReplyInfo | None = None) -> AsyncIterator[Event]:
+    async def complete(self, request: fp.QueryRequest, info: ReplyInfo | None = None) -> AsyncGenerator[Event, None]:
         """The reply a bot without `respond` gives: render, map, stream with failover."""
         params = chosen_params(self.spec, request)
         try:
@@ -90,21 +90,22 @@ class Runtime:
                   "message_id": request.message_id, "prompt": last_user_text(request)}
         gate = self.protection.gate(self.spec, request, chain, self.pool, fields) \
             if self.protection is not None else None
-        if gate is not None:
-            info = info or ReplyInfo()
-            answered = await gate.before(info)  # over a limit, or in the cache: no provider call
-            if answered is not None:
-                yield answered
-                return
         meter = self._meter(request, origin.access_key)
-        if meter is not None:
-            size = len(system) + sum(len(m.text) for m in messages)
-            refused = await meter.authorize(request, meter.estimate(size, chain[0].request.max_tokens))
-            if refused is not None:
-                yield refused
-                return
+        if gate is not None or meter is not None:
             info = info or ReplyInfo()
-        try:
+        try:  # from the gate's reservation on: whatever happens next, `after` settles it
+            if gate is not None:
+                assert info is not None
+                answered = await gate.before(info)  # over a limit, or in the cache: no provider call
+                if answered is not None:
+                    yield answered
+                    return
+            if meter is not None:
+                size = len(system) + sum(len(m.text) for m in messages)
+                refused = await meter.authorize(request, meter.estimate(size, chain[0].request.max_tokens))
+                if refused is not None:
+                    yield refused
+                    return
             async with aclosing(stream_chain(self.spec.name, chain, self.pool, show_thinking=self.spec.show_thinking,
                                              info=info, tools=tools, fields=fields)) as events:
                 async for event in events:
@@ -113,7 +114,7 @@ class Runtime:
                     yield event
         finally:
             if gate is not None and info is not None:
-                await gate.after(info)  # also when the client went away: what was used is charged
+                await gate.after(info)  # also when the client went away or a provider raised: settled
         if meter is not None and info is not None and info.outcome in ("ok", "truncated"):
             await meter.capture(request, info.usage)
 
@@ -195,14 +196,15 @@ class Runtime:
         if self.hooks is not None and self.hooks.respond is not None:
             source = self._respond_hook(request)
         try:
-            async for event in source:
-                yield event
+            async with aclosing(source) as events:  # closed with this one: a reply abandoned settles now
+                async for event in events:
+                    yield event
         except Exception as exc:  # last line of defence: Poe gets an event, not repr(e)
             log.exception("bot %s failed", spec.name)
             yield fp.ErrorResponse(text=f"{spec.name} hit an internal error ({type(exc).__name__}); "
                                    "the server log has details", allow_retry=True)
 
-    async def _respond_hook(self, request: fp.QueryRequest) -> AsyncIterator[Event]:
+    async def _respond_hook(self, request: fp.QueryRequest) -> AsyncGenerator[Event, None]:
         assert self.hooks is not None and self.hooks.respond is not None
         try:
             async for item in self.hooks.respond(request, self):

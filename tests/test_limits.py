@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from polybot.config import BotLimits, LimitsSettings
 from polybot.limits import caps_for
 from polybot.manifest import load_manifest
 from polybot.redisconn import redact
+from polybot.runtime import Runtime, runtimes_from_manifest
 from tests.fakes.server import free_port, poe_session, serve_in_thread
 from tests.redisproc import redis_server
 
@@ -202,3 +203,180 @@ def test_redis_down_fails_closed_politely(tmp_path: Path, caplog: pytest.LogCapt
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "s3cret" not in logged and "redis://***@127.0.0.1" in logged
     assert "s3cret" not in refused.text and "s3cret" not in error["text"]
+
+
+# --- The day caps reserve the most a reply can use before it, and settle to what it used after ---
+# Echo at 0.01 USD a token, system prompt "Hi.", the message "ab c d": 10 characters, so the prompt
+# is estimated at 10 // 3 + 1 = 4 tokens, as many as echo counts (1 + 3 words); it answers 3.
+
+
+class Flight:
+    """Holds the next echo reply in flight after its first word (its usage already counted) until
+    released; then it finishes, or raises when `fail` is set."""
+
+    def __init__(self) -> None:
+        self.holding = True
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail = False
+
+
+@pytest.fixture
+def flight(monkeypatch: pytest.MonkeyPatch) -> Flight:
+    from polybot.providers.base import ChatRequest, ProviderError, Usage
+    from polybot.providers.echo import EchoProvider
+
+    held = Flight()
+    echo = EchoProvider.stream
+
+    async def stream(self: EchoProvider, request: ChatRequest, usage: Usage) -> AsyncIterator[str]:
+        chunks = echo(self, request, usage)
+        first = await anext(chunks)
+        if held.holding:
+            held.holding = False
+            held.started.set()
+            yield first
+            await held.release.wait()
+            if held.fail:
+                raise ProviderError("the provider went away", retryable=False)
+        else:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    monkeypatch.setattr(EchoProvider, "stream", stream)
+    return held
+
+
+def runtimes(tmp_path: Path, settings: str, bots: dict[str, str]) -> dict[str, Runtime]:
+    root = make_project(tmp_path, settings, bots)
+    return {r.spec.name: r for r in runtimes_from_manifest(load_manifest(root / "build" / "manifest.json"), root, {})}
+
+
+def ask(user: str = "u1") -> fp.QueryRequest:
+    return fp.QueryRequest(version="1.2", type="query", query=[fp.ProtocolMessage(role="user", content="ab c d")],
+                           user_id=user, conversation_id="c1", message_id="m1")
+
+
+async def reply(bot: Runtime, user: str = "u1") -> str:
+    """The reply's text, or its error event's."""
+    events = [e async for e in bot.respond(ask(user))]
+    error = error_of(events)
+    return str(error.text) if error is not None else "".join(getattr(e, "text", "") for e in events)
+
+
+async def totals(bot: Runtime, *keys: str) -> list[float]:
+    assert bot.protection is not None
+    return [round(t, 6) for t in await bot.protection.limiter.counters().read_days(keys)]
+
+
+def day_keys(bot: str, user: str = "u1") -> tuple[str, str, str]:
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    return f"polybot:tokens:{bot}:{user}:{day}", f"polybot:spend:bot:{bot}:{day}", f"polybot:spend:project:{day}"
+
+
+def test_a_reservation_is_seen_by_a_concurrent_check(tmp_path: Path, flight: Flight) -> None:
+    # max_tokens 10: a reply reserves (4 + 10) x 0.01 = 0.14 USD, over the cap of 0.1 by itself.
+    bot = runtimes(tmp_path, PRICES, {"Held": "max_tokens = 10\n[limits]\nbot_spend_per_day = 0.1\n"})["Held"]
+    _, spend, _ = day_keys("Held")
+
+    async def run() -> None:
+        first = asyncio.ensure_future(reply(bot))
+        await flight.started.wait()
+        assert await totals(bot, spend) == [0.14]
+        # Nothing is spent yet, but the reply in flight may spend 0.14: another user's is refused.
+        assert "Held has used its daily budget" in await reply(bot, "u2")
+        flight.release.set()
+        assert await first == "ab c d"
+        assert await totals(bot, spend) == [0.07]  # settled to what it used: under the cap again
+        assert await reply(bot, "u2") == "ab c d"
+        assert await totals(bot, spend) == [0.14]
+
+    asyncio.run(run())
+
+
+def test_settling_lowers_the_reservation_to_what_the_reply_used(tmp_path: Path, flight: Flight) -> None:
+    settings = "[limits]\nproject_spend_per_day = 5.0\n" + PRICES
+    bot = runtimes(tmp_path, settings, {"Settle": "max_tokens = 10\n[limits]\nuser_tokens_per_day = 1000\n"})["Settle"]
+    tokens, _, project = day_keys("Settle")
+
+    async def run() -> None:
+        first = asyncio.ensure_future(reply(bot))
+        await flight.started.wait()
+        assert await totals(bot, tokens, project) == [14.0, 0.14]  # 4 estimated in + max_tokens out
+        flight.release.set()
+        assert await first == "ab c d"
+        assert await totals(bot, tokens, project) == [7.0, 0.07]  # 4 in + 3 out, as echo counted them
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("ending", ["failed", "abandoned"])
+def test_a_failed_or_abandoned_reply_settles(tmp_path: Path, flight: Flight, ending: str) -> None:
+    bot = runtimes(tmp_path, PRICES, {"Ends": "max_tokens = 10\n[limits]\nuser_tokens_per_day = 1000\n"
+                                              "bot_spend_per_day = 5.0\n"})["Ends"]
+    tokens, spend, _ = day_keys("Ends")
+
+    async def run() -> None:
+        events = bot.respond(ask())
+        first = asyncio.ensure_future(anext(events))
+        await flight.started.wait()
+        await first  # the first word reached the client
+        assert await totals(bot, tokens, spend) == [14.0, 0.14]
+        if ending == "abandoned":
+            await events.aclose()  # the client went away mid-reply
+        else:
+            flight.fail = True
+            flight.release.set()
+            rest = [e async for e in events]
+            assert error_of(rest) is not None
+        # What the provider used (echo counted its usage before the first word), not the reservation.
+        assert await totals(bot, tokens, spend) == [7.0, 0.07]
+
+    asyncio.run(run())
+
+
+def test_a_reply_reserves_on_every_counter_or_on_none(tmp_path: Path, flight: Flight) -> None:
+    settings = "[limits]\nproject_spend_per_day = 0.1\n" + PRICES
+    bots = runtimes(tmp_path, settings, {"Large": "max_tokens = 10\n",
+                                         "Small": "[limits]\nuser_tokens_per_day = 1000\nbot_spend_per_day = 5.0\n"})
+    tokens, spend, project = day_keys("Small")
+
+    async def run() -> None:
+        first = asyncio.ensure_future(reply(bots["Large"]))
+        await flight.started.wait()  # Large's 0.14 reserved on the project: at its cap
+        assert "shared daily budget" in await reply(bots["Small"])
+        # Small's own counters had room, but it reserved nothing on them either.
+        assert await totals(bots["Small"], tokens, spend, project) == [0.0, 0.0, 0.14]
+        flight.release.set()
+        assert await first == "ab c d"
+        assert await reply(bots["Small"]) == "ab c d"
+
+    asyncio.run(run())
+
+
+def test_redis_reserves_atomically_and_all_or_nothing(tmp_path: Path) -> None:
+    from polybot.limits import Limiter, RedisCounters
+    from polybot.redisconn import RedisLink
+
+    with redis_server(tmp_path) as redis:
+        async def run() -> None:
+            counters = RedisCounters(RedisLink(redis.url, "answering without the shared limits"))
+            expire_at = int(time.time()) + 60
+            await counters.add_days({"b": 2.0}, expire_at)
+            assert await counters.reserve([("a", 10.0, 5.0), ("b", 2.0, 1.0)], expire_at) == 1
+            assert await counters.read_days(["a", "b"]) == [0.0, 2.0]  # "a" had room: not reserved either
+            assert await counters.reserve([("a", 10.0, 5.0), ("b", 3.0, 1.0)], expire_at) is None
+            assert await counters.read_days(["a", "b"]) == [5.0, 3.0]
+            # 50 checks at once against a cap of 10 tokens, 1 reserved each: exactly 10 get through.
+            limiter = Limiter(LimitsSettings(user_tokens_per_day=10), counters.link)
+            caps = caps_for(limiter.settings, None)
+            results = await asyncio.gather(*(limiter.check("Bot", "u", caps, 1, 0.0) for _ in range(50)))
+            assert sum(refusal is None for _, refusal in results) == 10
+            holds = [hold for hold, refusal in results if refusal is None]
+            await asyncio.gather(*(limiter.settle(hold, 0.5, None) for hold in holds))
+            assert await counters.read_days([day_keys("Bot", "u")[0]]) == [5.0]
+            assert 0 < await counters.link.client().ttl(day_keys("Bot", "u")[0]) <= 86400
+            await limiter.aclose()
+
+        asyncio.run(run())
